@@ -1,0 +1,145 @@
+//! The `rbuild` binary as users meet it: exit codes, stdout, error reports.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn rbuild(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .args(args)
+        .output()
+        .expect("run rbuild")
+}
+
+fn temp_dockerfile(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rbuild-cli-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("Dockerfile");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn conformance() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "conformance data missing under CI"
+    );
+    eprintln!("SKIPPED: no conformance data at {}", dir.display());
+    None
+}
+
+#[test]
+fn debug_parse_prints_exactly_the_buildkit_dump() {
+    let Some(dir) = conformance() else { return };
+    for case in ["env", "json", "escape", "health"] {
+        let case_dir = dir.join("buildkit-parser/testfiles").join(case);
+        if !case_dir.is_dir() {
+            continue;
+        }
+        let out = rbuild(&[
+            "debug",
+            "parse",
+            case_dir.join("Dockerfile").to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{case}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expected = std::fs::read(case_dir.join("result")).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&expected),
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn misspelt_instruction_is_reported_with_location_caret_and_suggestion() {
+    let file = temp_dockerfile("misspelt", "FROM scratch\nRUNN echo hi\n");
+    for args in [
+        vec!["debug", "parse", "--json", file.to_str().unwrap()],
+        vec![
+            "-t",
+            "x",
+            "-f",
+            file.to_str().unwrap(),
+            file.parent().unwrap().to_str().unwrap(),
+        ],
+    ] {
+        let out = rbuild(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{}:2:1", file.display())), "{err}");
+        assert!(err.contains("2 | RUNN echo hi\n  | ^^^^\n"), "{err}");
+        assert!(err.contains("did you mean `RUN`?"), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn bad_flag_is_reported_at_its_column() {
+    let file = temp_dockerfile("badflag", "FROM scratch\nCOPY --form=a /x /y\n");
+    let out = rbuild(&["debug", "parse", "--json", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":2:6"), "{err}");
+    assert!(err.contains("--form"), "{err}");
+}
+
+#[test]
+fn raw_parse_errors_exit_non_zero() {
+    let file = temp_dockerfile("envnovalue", "FROM scratch\nENV PATH\n");
+    let out = rbuild(&["debug", "parse", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ENV must have two arguments"), "{err}");
+    assert!(err.contains(":2:5"), "{err}");
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let out = rbuild(&["debug", "parse", "/nonexistent/Dockerfile"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/Dockerfile"));
+}
+
+#[test]
+fn non_utf8_file_points_at_the_bad_byte() {
+    let dir = std::env::temp_dir().join(format!("rbuild-cli-test-{}-utf8", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("Dockerfile");
+    std::fs::write(&file, b"FROM scratch\nRUN echo \xff\n").unwrap();
+    let out = rbuild(&["debug", "parse", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":2:10"), "{err}");
+}
+
+#[test]
+fn the_readme_example_parses() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/Dockerfiles/every-instruction.Dockerfile");
+    let out = rbuild(&["debug", "parse", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("(arg \"BASE=busybox:latest\")\n(from \"${BASE}\" \"AS\" \"base\")\n"),
+        "{stdout}"
+    );
+    let json = rbuild(&["debug", "parse", "--json", file.to_str().unwrap()]);
+    assert!(
+        json.status.success(),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
+}
