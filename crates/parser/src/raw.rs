@@ -665,6 +665,21 @@ mod tests {
         assert_eq!(r.nodes[2].span.start.line, 9);
     }
 
+    /// Found by the property test: a logical line made only of escaped
+    /// newlines and blanks gave a span whose end preceded its start.
+    #[test]
+    fn blank_continuation_only_instruction_has_an_ordered_span() {
+        let r = parse_nodes(" \\\n \\\n").unwrap();
+        let n = &r.nodes[0];
+        assert!(n.span.start <= n.span.end, "{:?}", n.span);
+        assert!(n.keyword.span.start <= n.keyword.span.end);
+        assert_eq!(
+            dump(&r.nodes),
+            "(\"\")",
+            "BuildKit trims the empty keyword's space"
+        );
+    }
+
     #[test]
     fn unterminated_heredoc_is_an_error() {
         let err = parse_nodes("RUN <<EOF\necho\n").unwrap_err();
