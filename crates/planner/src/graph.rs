@@ -207,9 +207,11 @@ pub struct Stage {
     pub os: String,
     pub architecture: String,
     pub variant: Option<String>,
-    /// Layers of the base image (its diff_ids are known only after pulling;
-    /// the executor fills them in).
+    /// The base image vertex, when the stage (or the stage it starts from)
+    /// is built on an image.
     pub base: Option<NodeId>,
+    /// How many entries at the start of `history` came from the base image.
+    pub base_history: usize,
 }
 
 /// Something the user should know that does not stop the build.

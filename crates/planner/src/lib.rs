@@ -5,6 +5,7 @@
 //! (pattern reading, matching and walk pruning) that decide which files of the
 //! build context are inputs at all.
 
+pub mod context;
 pub mod error;
 pub mod graph;
 pub mod ignore;

@@ -170,6 +170,7 @@ struct StageState {
     index: usize,
     rootfs: NodeId,
     base: Option<NodeId>,
+    base_history: usize,
     config: ContainerConfig,
     history: Vec<History>,
     author: Option<String>,
@@ -492,6 +493,7 @@ impl<'r, 'a> Planner<'r, 'a> {
             architecture: state.platform.architecture.clone(),
             variant: state.platform.variant.clone(),
             base: state.base,
+            base_history: state.base_history,
         })
     }
 
@@ -506,6 +508,7 @@ impl<'r, 'a> Planner<'r, 'a> {
             index,
             rootfs: NodeId::new(0),
             base: None,
+            base_history: 0,
             config: ContainerConfig::default(),
             history: Vec::new(),
             author: None,
@@ -517,6 +520,7 @@ impl<'r, 'a> Planner<'r, 'a> {
             let parent = self.stage(parent, Some(span))?;
             state.rootfs = parent.output;
             state.base = parent.base;
+            state.base_history = parent.base_history;
             state.config = parent.config;
             state.history = parent.history;
             state.author = parent.author;
@@ -536,6 +540,7 @@ impl<'r, 'a> Planner<'r, 'a> {
         state.rootfs = vertex;
         state.base = Some(vertex);
         state.config = base.config;
+        state.base_history = base.history.len();
         state.history = base.history;
         Ok(state)
     }
