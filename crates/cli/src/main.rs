@@ -1,9 +1,11 @@
 //! The `rbuild` command line. It only wires the library crates together and
 //! turns their typed errors into reports for people.
 
+mod build;
+mod images;
 mod report;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +20,9 @@ struct Cli {
     /// State directory (cache, snapshots, local image store).
     #[arg(long, global = true, env = "RBUILD_ROOT")]
     root: Option<PathBuf>,
+    /// Registries reached over plain HTTP (localhost and 127.0.0.0/8 always are).
+    #[arg(long = "insecure-registry", global = true)]
+    insecure_registries: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,25 +30,24 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile (`rbuild -t app .` is short for this).
-    Build(BuildArgs),
+    Build(build::BuildArgs),
+    /// Print the build graph: operations, cache keys, dependencies.
+    Graph(build::GraphArgs),
+    /// List images in the local store.
+    Images,
+    /// Show an image's manifest and config.
+    Inspect { image: String },
+    /// Show an image's history.
+    History { image: String },
+    /// Give an image another name.
+    Tag { source: String, target: String },
+    /// Remove image names from the local store.
+    Rmi { images: Vec<String> },
+    /// Push an image from the local store to a registry.
+    Push { source: String, destination: String },
     /// Tools for looking inside rbuild.
     #[command(subcommand)]
     Debug(DebugCommand),
-}
-
-#[derive(clap::Args)]
-struct BuildArgs {
-    /// Name and optionally tag of the image (repeatable).
-    #[arg(short = 't', long = "tag")]
-    tags: Vec<String>,
-    /// Dockerfile path (default: CONTEXT/Dockerfile).
-    #[arg(short = 'f', long = "file")]
-    file: Option<PathBuf>,
-    /// Do not use the cache.
-    #[arg(long)]
-    no_cache: bool,
-    /// The build context directory.
-    context: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -58,7 +62,9 @@ enum DebugCommand {
     },
 }
 
-const SUBCOMMANDS: &[&str] = &["build", "debug", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "build", "graph", "images", "inspect", "history", "tag", "rmi", "push", "debug", "help",
+];
 
 /// `rbuild -t app .` means `rbuild build -t app .`: when the first argument
 /// that is not a global option is not a subcommand, insert `build`.
@@ -66,8 +72,8 @@ fn with_default_subcommand(mut args: Vec<String>) -> Vec<String> {
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
-            "--root" => i += 2,
-            a if a.starts_with("--root=") => i += 1,
+            "--root" | "--insecure-registry" => i += 2,
+            a if a.starts_with("--root=") || a.starts_with("--insecure-registry=") => i += 1,
             "-h" | "--help" | "-V" | "--version" => return args,
             a if SUBCOMMANDS.contains(&a) => return args,
             _ => {
@@ -79,8 +85,28 @@ fn with_default_subcommand(mut args: Vec<String>) -> Vec<String> {
     args
 }
 
+/// The root directory: `--root`, `RBUILD_ROOT`, `/var/lib/rbuild` for root,
+/// `$XDG_DATA_HOME/rbuild` (or `~/.local/share/rbuild`) otherwise.
+fn root_dir(flag: Option<PathBuf>) -> PathBuf {
+    if let Some(p) = flag {
+        return p;
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/rbuild");
+    }
+    match std::env::var_os("XDG_DATA_HOME") {
+        Some(d) => PathBuf::from(d).join("rbuild"),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+            .join(".local/share/rbuild"),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(with_default_subcommand(std::env::args().collect()));
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(rbuild_executor::sandbox::SANDBOX_ARG) {
+        rbuild_executor::sandbox::sandbox_main();
+    }
+    let cli = Cli::parse_from(with_default_subcommand(args));
     match run(cli) {
         Ok(code) => code,
         Err(report) => {
@@ -91,68 +117,21 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
+    let root = root_dir(cli.root);
+    let insecure = cli.insecure_registries;
     match cli.command {
-        Command::Debug(DebugCommand::Parse { json, file }) => debug_parse(&file, json),
-        Command::Build(args) => {
-            let file = args
-                .file
-                .clone()
-                .unwrap_or_else(|| args.context.join("Dockerfile"));
-            // Parse first so that a broken Dockerfile gets its real error.
-            let (source, _) = read_and_parse(&file)?;
-            let _ = (source, args.tags, args.no_cache, cli.root);
-            Err(
-                "error: `rbuild build` cannot build images yet: the planner and executor are \
-                 not written (issues 4 and 5). The Dockerfile parsed without errors.\n"
-                    .to_string(),
-            )
-        }
-    }
-}
-
-fn read_source(file: &Path) -> Result<String, String> {
-    let bytes =
-        std::fs::read(file).map_err(|e| format!("error: cannot read {}: {e}\n", file.display()))?;
-    match rbuild_parser::utf8(&bytes) {
-        Ok(s) => Ok(s.to_string()),
-        Err(err) => Err(report::render_parse_error(
-            &file.display().to_string(),
-            &String::from_utf8_lossy(&bytes),
-            &err,
-        )),
-    }
-}
-
-fn read_and_parse(file: &Path) -> Result<(String, rbuild_parser::Dockerfile), String> {
-    let source = read_source(file)?;
-    match rbuild_parser::parse(&source) {
-        Ok(df) => Ok((source, df)),
-        Err(err) => Err(report::render_parse_error(
-            &file.display().to_string(),
-            &source,
-            &err,
-        )),
-    }
-}
-
-fn debug_parse(file: &Path, json: bool) -> Result<ExitCode, String> {
-    let name = file.display().to_string();
-    if json {
-        let (_, df) = read_and_parse(file)?;
-        let text = serde_json::to_string_pretty(&df).map_err(|e| format!("error: {e}\n"))?;
-        println!("{text}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let source = read_source(file)?;
-    match rbuild_parser::parse_nodes(&source) {
-        Ok(raw) => {
-            for w in &raw.warnings {
-                eprintln!("warning: {name}:{}: {}", w.span.start.line, w.message);
-            }
-            println!("{}", rbuild_parser::dump(&raw.nodes));
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(err) => Err(report::render_parse_error(&name, &source, &err)),
+        Command::Debug(DebugCommand::Parse { json, file }) => build::debug_parse(&file, json),
+        Command::Build(args) => build::build(&root, &insecure, args),
+        Command::Graph(args) => build::graph(&root, &insecure, args),
+        Command::Images => images::list(&root),
+        Command::Inspect { image } => images::inspect(&root, &image),
+        Command::History { image } => images::history(&root, &image),
+        Command::Tag { source, target } => images::tag(&root, &source, &target),
+        Command::Rmi { images } => images::rmi(&root, &images),
+        Command::Push {
+            source,
+            destination,
+        } => images::push(&root, &insecure, &source, &destination),
     }
 }
 
@@ -181,6 +160,10 @@ mod tests {
         assert_eq!(
             with_default_subcommand(args("rbuild --help")),
             args("rbuild --help")
+        );
+        assert_eq!(
+            with_default_subcommand(args("rbuild images")),
+            args("rbuild images")
         );
     }
 }

@@ -1,0 +1,591 @@
+//! End to end: the `rbuild` binary builds real images with real namespaces
+//! and overlayfs, pushes to and pulls from a real registry on loopback
+//! (Debian's `docker-registry`), and the results are checked with
+//! independent tools (`umoci`, `oci-image-tool`, `skopeo`, and `docker load`
+//! + `docker run` against a dockerd this test starts).
+//!
+//! These need root and the tools above. Locally a missing piece skips with a
+//! message; under CI (`CI=true`) it fails, so they can never be skipped there.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Whether the test can run; prints why not (or panics under CI).
+fn prerequisites(tools: &[&str]) -> bool {
+    let mut missing: Vec<String> = Vec::new();
+    if !nix::unistd::geteuid().is_root() {
+        missing.push("root".into());
+    }
+    for t in tools {
+        if which(t).is_none() {
+            missing.push((*t).into());
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        !ci(),
+        "end-to-end prerequisites missing under CI: {missing:?}"
+    );
+    eprintln!("SKIPPED: missing {missing:?}");
+    false
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.is_file())
+}
+
+fn rbuild(root: &Path, args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run rbuild")
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "command failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn tool(cmd: &str, args: &[&str]) -> Output {
+    ok(Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}")))
+}
+
+fn write(dir: &Path, rel: &str, content: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+/// The statically linked busybox from Debian's `busybox-static` (the plain
+/// `busybox` package is dynamically linked and cannot run on scratch).
+fn busybox_binary() -> PathBuf {
+    let out = Command::new("dpkg")
+        .args(["-L", "busybox-static"])
+        .output()
+        .expect("dpkg");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.ends_with("/bin/busybox"))
+        .map(PathBuf::from)
+        .expect("busybox-static is not installed")
+}
+
+/// A context that builds a busybox base image from scratch with rbuild.
+fn busybox_context(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(busybox_binary(), dir.join("busybox")).unwrap();
+    write(dir, "passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n");
+    write(dir, "group", "root:x:0:\napp:x:1000:\nnogroup:x:65534:\n");
+    write(
+        dir,
+        "Dockerfile",
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY passwd group /etc/\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"sh\"]\n",
+    );
+}
+
+/// A `docker-registry` on a free loopback port, killed on drop.
+struct Registry {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn untar(archive: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    tool(
+        "tar",
+        &[
+            "-xf",
+            archive.to_str().unwrap(),
+            "-C",
+            dest.to_str().unwrap(),
+        ],
+    );
+}
+
+#[test]
+fn scratch_image_is_valid_for_oci_tools() {
+    if !prerequisites(&["umoci", "oci-image-tool", "skopeo"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, ctx) = (tmp.path().join("root"), tmp.path().join("ctx"));
+    write(&ctx, "app/hello.txt", "hello\n");
+    write(&ctx, "app/debug.log", "ignored\n");
+    write(&ctx, ".dockerignore", "**/*.log\n");
+    write(&ctx, "run.sh", "#!/bin/sh\necho hi\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM scratch\nCOPY app /srv/\nCOPY --chmod=0755 run.sh /usr/bin/run\nCOPY <<EOF /etc/motd\nwelcome\nEOF\nENV GREETING=hi\nWORKDIR /srv\nLABEL org.example=yes\nCMD [\"/usr/bin/run\"]\n",
+    );
+    let oci = tmp.path().join("image.tar");
+    ok(rbuild(
+        &root,
+        &[
+            "-t",
+            "scratchy:1",
+            "--output",
+            &format!("type=oci,dest={}", oci.display()),
+            ".",
+        ],
+        &ctx,
+    ));
+
+    let layout = tmp.path().join("layout");
+    untar(&oci, &layout);
+    tool(
+        "oci-image-tool",
+        &[
+            "validate",
+            // Debian's oci-image-tool (1.0.0-rc1) validates a layout
+            // directory under the `image` type.
+            "--type",
+            "image",
+            layout.to_str().unwrap(),
+        ],
+    );
+    let bundle = tmp.path().join("bundle");
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:1", layout.display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("srv/hello.txt")).unwrap(),
+        "hello\n"
+    );
+    assert!(
+        !rootfs.join("srv/debug.log").exists(),
+        ".dockerignore'd file was copied"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/motd")).unwrap(),
+        "welcome\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(rootfs.join("usr/bin/run"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+
+    let inspect = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--config",
+            &format!("oci:{}:1", layout.display()),
+        ],
+    );
+    let config: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let env: Vec<String> = serde_json::from_value(config["config"]["Env"].clone()).unwrap();
+    assert!(env.contains(&"GREETING=hi".to_string()), "{env:?}");
+    assert_eq!(config["config"]["WorkingDir"], "/srv");
+    assert_eq!(config["config"]["Labels"]["org.example"], "yes");
+    assert_eq!(config["config"]["Cmd"][0], "/usr/bin/run");
+
+    // The image is in the local store too.
+    let images = ok(rbuild(&root, &["images"], &ctx));
+    assert!(String::from_utf8_lossy(&images.stdout).contains("docker.io/library/scratchy:1"));
+}
+
+#[test]
+fn multi_stage_build_on_a_pulled_base_with_cache() {
+    if !prerequisites(&["docker-registry", "skopeo", "dpkg"]) {
+        return;
+    }
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let base_ctx = tmp.path().join("base");
+    busybox_context(&base_ctx);
+    // Build the base with one root and push it...
+    let root1 = tmp.path().join("root1");
+    ok(rbuild(&root1, &["-t", "busybox:test", "."], &base_ctx));
+    let base_ref = format!("{}/test/busybox:1", reg.addr);
+    ok(rbuild(
+        &root1,
+        &["push", "busybox:test", &base_ref],
+        &base_ctx,
+    ));
+
+    // ...then build on it from an empty root, so the base is pulled.
+    let root = tmp.path().join("root2");
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "src/main.txt", "v1\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!(
+            "ARG BASE={base_ref}\nFROM $BASE AS build\nWORKDIR /work\nCOPY src/ ./\nRUN cat main.txt > out.txt && echo built >> out.txt\n\
+             FROM $BASE AS unused\nRUN exit 1\n\
+             FROM $BASE\nCOPY --from=build /work/out.txt /app/out.txt\nUSER app\nWORKDIR /home/app\nRUN id -u > uid && ls / > root-listing\nCMD [\"cat\", \"/app/out.txt\"]\n"
+        ),
+    );
+    let archive = tmp.path().join("image.tar");
+    let out = ok(rbuild(
+        &root,
+        &[
+            "-t",
+            "app:1",
+            "--output",
+            &format!("type=docker,dest={}", archive.display()),
+            ".",
+        ],
+        &ctx,
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("exit 1"),
+        "the unused stage ran:\n{stderr}"
+    );
+
+    let inspect = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--config",
+            &format!("docker-archive:{}", archive.display()),
+        ],
+    );
+    let config: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(config["config"]["User"], "app");
+    assert_eq!(config["config"]["Cmd"][1], "/app/out.txt");
+
+    // Unpack the layers in order and look at the result.
+    let fs = tmp.path().join("fs");
+    let layout = tmp.path().join("layout");
+    untar(&archive, &layout);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("manifest.json")).unwrap()).unwrap();
+    std::fs::create_dir_all(&fs).unwrap();
+    for layer in manifest[0]["Layers"].as_array().unwrap() {
+        tool(
+            "tar",
+            &[
+                "-xf",
+                layout.join(layer.as_str().unwrap()).to_str().unwrap(),
+                "-C",
+                fs.to_str().unwrap(),
+            ],
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(fs.join("app/out.txt")).unwrap(),
+        "v1\nbuilt\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fs.join("home/app/uid")).unwrap(),
+        "1000\n"
+    );
+    let listing = std::fs::read_to_string(fs.join("home/app/root-listing")).unwrap();
+    let entries: Vec<&str> = listing.lines().collect();
+    assert!(
+        entries.contains(&"bin") && !entries.contains(&"work"),
+        "host paths visible: {listing}"
+    );
+    assert!(
+        !fs.join("etc/hosts").exists() && !fs.join("dev/null").exists(),
+        "sandbox mounts leaked into a layer"
+    );
+
+    // A second build does no work; an edit re-runs only what depends on it.
+    let again = ok(rbuild(&root, &["-t", "app:1", "."], &ctx));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(stderr.matches("CACHED").count(), 6, "{stderr}");
+    write(&ctx, "src/main.txt", "v2\n");
+    let edited = ok(rbuild(&root, &["-t", "app:1", "."], &ctx));
+    let stderr = String::from_utf8_lossy(&edited.stderr);
+    assert_eq!(
+        stderr.matches("CACHED").count(),
+        1,
+        "only the first WORKDIR stays cached:\n{stderr}"
+    );
+}
+
+#[test]
+fn run_sees_nothing_of_the_host_and_failures_point_at_the_line() {
+    if !prerequisites(&[]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let base_ctx = tmp.path().join("base");
+    busybox_context(&base_ctx);
+    ok(rbuild(&root, &["-t", "bb:1", "."], &base_ctx));
+    let ctx = tmp.path().join("ctx");
+    let marker = tmp.path().join("host-marker");
+    std::fs::write(&marker, "secret").unwrap();
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!(
+            "FROM bb:1\nRUN ps -o pid,comm > /procs && ls / > /root-ls && (cat {} 2>&1 || true) > /marker && hostname > /host\n",
+            marker.display()
+        ),
+    );
+    let oci = tmp.path().join("img.tar");
+    ok(rbuild(
+        &root,
+        &[
+            "-t",
+            "probe:1",
+            "--output",
+            &format!("type=oci,dest={}", oci.display()),
+            ".",
+        ],
+        &ctx,
+    ));
+    let layout = tmp.path().join("layout");
+    untar(&oci, &layout);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(&manifest_digest)).unwrap(),
+    )
+    .unwrap();
+    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let fs = tmp.path().join("fs");
+    std::fs::create_dir_all(&fs).unwrap();
+    tool(
+        "tar",
+        &[
+            "-xf",
+            layout.join("blobs/sha256").join(top).to_str().unwrap(),
+            "-C",
+            fs.to_str().unwrap(),
+        ],
+    );
+    let procs = std::fs::read_to_string(fs.join("procs")).unwrap();
+    let pids: Vec<&str> = procs.lines().skip(1).collect();
+    assert!(pids.len() <= 4, "the step sees other processes:\n{procs}");
+    assert!(
+        procs.lines().nth(1).unwrap().trim_start().starts_with('1'),
+        "{procs}"
+    );
+    assert!(
+        std::fs::read_to_string(fs.join("marker"))
+            .unwrap()
+            .contains("No such file"),
+        "host file visible"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fs.join("host")).unwrap().trim(),
+        "buildkitsandbox"
+    );
+
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM bb:1\nRUN echo fine\nRUN echo about to fail && exit 7\n",
+    );
+    let out = rbuild(&root, &["-t", "fail:1", "."], &ctx);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exit code: 7"), "{err}");
+    assert!(err.contains("Dockerfile:3:1"), "{err}");
+    assert!(err.contains("about to fail"), "{err}");
+    // The failed build left the root usable.
+    ok(rbuild(&root, &["images"], &ctx));
+}
+
+/// dockerd on a private socket and data root, killed on drop.
+struct Dockerd {
+    child: Child,
+    host: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-dockerd")
+            .tempdir()
+            .unwrap();
+        let sock = dir.path().join("docker.sock");
+        let host = format!("unix://{}", sock.display());
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("dockerd.pid"))
+            .arg("-H")
+            .arg(&host)
+            .arg("--bridge=none")
+            .arg("--iptables=false")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("dockerd.log")).unwrap())
+            .spawn()
+            .expect("start dockerd");
+        let d = Dockerd {
+            child,
+            host,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !d.docker(&["version"]).status.success() {
+            assert!(Instant::now() < deadline, "dockerd did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        d
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("/usr/bin/docker")
+            .env("DOCKER_HOST", &self.host)
+            .args(args)
+            .output()
+            .expect("run docker")
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn docker_loads_and_runs_the_image() {
+    if !prerequisites(&["dockerd", "docker"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let base_ctx = tmp.path().join("base");
+    busybox_context(&base_ctx);
+    ok(rbuild(&root, &["-t", "bb:1", "."], &base_ctx));
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "greeting.txt", "hello from rbuild\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM bb:1 AS build\nRUN echo compiled > /artifact\nFROM bb:1\nCOPY greeting.txt /srv/\nCOPY --from=build /artifact /srv/artifact\nENV WHO=docker\nENTRYPOINT [\"sh\", \"-c\", \"cat /srv/greeting.txt /srv/artifact; echo $WHO\"]\n",
+    );
+    let archive = tmp.path().join("app.tar");
+    ok(rbuild(
+        &root,
+        &[
+            "-t",
+            "rbuild-e2e:1",
+            "--output",
+            &format!("type=docker,dest={}", archive.display()),
+            ".",
+        ],
+        &ctx,
+    ));
+    let dockerd = Dockerd::start();
+    let load = dockerd.docker(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(
+        load.status.success(),
+        "docker load: {}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let run = dockerd.docker(&["run", "--rm", "--network", "none", "rbuild-e2e:1"]);
+    assert!(
+        run.status.success(),
+        "docker run: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "hello from rbuild\ncompiled\ndocker\n"
+    );
+}
