@@ -106,6 +106,14 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some(rbuild_executor::sandbox::SANDBOX_ARG) {
         rbuild_executor::sandbox::sandbox_main();
     }
+    // `rbuild graph | head` must end quietly, not panic on a closed pipe.
+    // SAFETY: restoring the default disposition of a signal at startup.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     let cli = Cli::parse_from(with_default_subcommand(args));
     match run(cli) {
         Ok(code) => code,

@@ -143,3 +143,18 @@ fn the_readme_example_parses() {
         String::from_utf8_lossy(&json.stderr)
     );
 }
+
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    let file = temp_dockerfile("pipe", &"FROM scratch\nENV A=b\n".repeat(2000));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .args(["debug", "parse", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
