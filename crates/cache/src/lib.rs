@@ -36,7 +36,7 @@ mod store;
 pub use blobs::BlobWriter;
 pub use digest::{digest_hex, sha256_digest, HashingReader, HashingWriter};
 pub use error::CacheError;
-pub use layer::{unpack_compressed_layer, unpack_layer, write_layer_tar, Compression};
+pub use layer::{unpack_compressed_layer, unpack_layer, write_layer_tar, Compression, LayerSource};
 pub use lock::LockGuard;
 pub use root::Root;
 pub use snapshots::SnapshotId;

@@ -194,10 +194,8 @@ impl Executor {
         if !self.no_cache {
             if let Some(rec) = self.root.get_key::<StepRecord>(key)? {
                 let usable = match &rec.layer {
-                    Some(l) => {
-                        self.root.has_snapshot(SnapshotId(l.snapshot))
-                            && self.root.has_blob(&l.blob)
-                    }
+                    // The snapshot is the layer; its tar is made on demand.
+                    Some(l) => self.root.has_snapshot(SnapshotId(l.snapshot)),
                     None => true,
                 };
                 if usable {
@@ -256,7 +254,14 @@ impl Executor {
         })
     }
 
-    /// Turns a finished snapshot into a layer blob; an empty snapshot makes no layer.
+    /// Turns a finished snapshot into a layer; an empty snapshot makes none.
+    ///
+    /// Only the layer's diff_id is computed here (one streaming pass, nothing
+    /// written): the tar itself is produced from the snapshot when an image
+    /// leaves the store. Nothing is fsynced either: the cache survives the
+    /// process being killed at any point (the page cache keeps what was
+    /// written), and a machine crash can at worst leave a torn snapshot of
+    /// a step that simply re-runs once its record is gone.
     async fn commit_layer(&self, snap: SnapshotId) -> Result<Option<LayerRef>, ExecError> {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
@@ -269,15 +274,7 @@ impl Executor {
                 root.remove_snapshot(snap)?;
                 return Ok(None);
             }
-            let (diff_id, size) = root.put_layer_from_dir(&dir)?;
-            root.sync()?;
-            root.put_key(
-                &crate::pull::layer_key(&diff_id),
-                &crate::pull::LayerRecord {
-                    snapshot: snap.0,
-                    diff_id: diff_id.clone(),
-                },
-            )?;
+            let (diff_id, size) = root.hash_layer_from_snapshot(snap)?;
             Ok(Some(LayerRef {
                 snapshot: snap.0,
                 blob: diff_id.clone(),
@@ -306,6 +303,11 @@ impl Executor {
         inputs: &[Arc<VertexResult>],
         snap: SnapshotId,
     ) -> Result<(), ExecError> {
+        if op.insecure {
+            return Err(ExecError::invalid(
+                "RUN --security=insecure needs the security.insecure entitlement, which rbuild does not grant",
+            ));
+        }
         let scratch = self.root.tmp_dir()?;
         let mut mounts = Vec::new();
         let mut _locks = Vec::new();

@@ -198,6 +198,13 @@ impl Puller {
                 return Ok(rec);
             }
         }
+        // A layer rbuild built: its blob digest is its diff_id.
+        if let Some(src) = self.root.layer_source(blob)? {
+            return Ok(LayerRecord {
+                snapshot: src.snapshot.0,
+                diff_id: blob.to_string(),
+            });
+        }
         if !self.root.has_blob(blob) {
             let Some(r) = r else {
                 return Err(ExecError::invalid(format!(

@@ -34,6 +34,7 @@ pub fn export_oci_archive(
     tag: Option<&str>,
     out: impl Write,
 ) -> Result<(), PushError> {
+    crate::image::materialize_layers(root, image)?;
     if tag.is_some_and(|t| t.is_empty() || t.chars().any(|c| c.is_whitespace())) {
         return Err(PushError::Invalid(format!(
             "OCI ref name {:?}: must be non-empty and hold no whitespace",
@@ -70,6 +71,7 @@ pub fn export_docker_archive(
     repo_tags: &[String],
     out: impl Write,
 ) -> Result<(), PushError> {
+    crate::image::materialize_layers(root, image)?;
     let mut tags: Vec<(String, String, String)> = Vec::new();
     for t in repo_tags {
         let n = names(t)?;

@@ -320,6 +320,19 @@ pub(crate) fn outgoing_manifest(
     serde_json::to_vec(&v).map_err(|e| bad(&format!("encoding: {e}")))
 }
 
+/// Writes out the layer tars of layers rbuild built that so far exist only
+/// as snapshots (see `Root::hash_layer_from_snapshot`), so that exporters can
+/// read every layer as a blob.
+pub fn materialize_layers(root: &Root, image: &ImageRef) -> Result<(), PushError> {
+    for layer in image.manifest.layers() {
+        let digest = layer.digest().to_string();
+        if !root.has_blob(&digest) && root.layer_source(&digest)?.is_some() {
+            root.ensure_blob(&digest)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

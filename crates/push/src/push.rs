@@ -64,7 +64,10 @@ pub async fn push_image_with_stats(
     let mut jobs: BTreeMap<String, Job> = BTreeMap::new();
     for (layer, t) in image.manifest.layers().iter().zip(&types) {
         let digest = layer.digest().to_string();
-        let present = root.has_blob(&digest);
+        // A layer rbuild built may exist only as a snapshot: compress_blob
+        // makes its tar from there.
+        let present = root.has_blob(&digest)
+            || (t.format == LayerFormat::Tar && root.layer_source(&digest)?.is_some());
         if !present && !t.nondistributable {
             root.open_blob(&digest)?; // the MissingBlob error
         }

@@ -11,10 +11,11 @@ use std::path::Path;
 pub use unpack::unpack_layer;
 pub use write::write_layer_tar;
 
+use crate::digest::digest_hex;
 use crate::digest::HashingReader;
 use crate::error::IoContext;
 use crate::keys::derived_key;
-use crate::{CacheError, Root};
+use crate::{CacheError, Root, SnapshotId};
 
 /// Decompress a layer stream by sniffing its first bytes (gzip, zstd, or a
 /// plain tar), then [`unpack_layer`]. Returns the diff_id (digest of the
@@ -106,6 +107,14 @@ impl Compression {
     }
 }
 
+/// Where a layer known by its diff_id can be regenerated from.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct LayerSource {
+    pub snapshot: SnapshotId,
+    /// Size of the layer tar.
+    pub size: u64,
+}
+
 /// What the key index remembers about a compressed form of a blob.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CompressedRecord {
@@ -139,29 +148,66 @@ impl Root {
             }
         }
         let src_path = self.blob_path(uncompressed_digest);
-        let mut input = HashingReader::new(io::BufReader::with_capacity(
-            256 * 1024,
-            self.open_blob(uncompressed_digest)?,
-        ));
         let out = self.blob_writer()?;
         let tmp = self.tmp_path();
-        let out = match algo {
-            Compression::Gzip => {
-                let mut enc = flate2::GzBuilder::new()
-                    .mtime(0)
-                    .write(out, flate2::Compression::new(6));
-                io::copy(&mut input, &mut enc).ctx("compress", &src_path)?;
-                enc.finish().ctx("compress into", &tmp)?
+        // A layer rbuild built may exist only as its snapshot: then the tar is
+        // regenerated straight into the compressor (it is deterministic, and
+        // its digest is checked below), never written uncompressed.
+        let from_snapshot = if self.has_blob(uncompressed_digest) {
+            None
+        } else {
+            self.layer_source(uncompressed_digest)?
+        };
+        let (out, actual) = match from_snapshot {
+            Some(src) => {
+                let dir = self.snapshot_path(src.snapshot);
+                match algo {
+                    Compression::Gzip => {
+                        let mut enc = flate2::GzBuilder::new().mtime(0).write(
+                            io::BufWriter::with_capacity(256 * 1024, out),
+                            flate2::Compression::new(6),
+                        );
+                        let (diff_id, _) = write_layer_tar(&dir, &mut enc)?;
+                        let out = enc.finish().ctx("compress into", &tmp)?;
+                        (
+                            out.into_inner()
+                                .map_err(|e| CacheError::io("flush", &tmp, e.into_error()))?,
+                            diff_id,
+                        )
+                    }
+                    Compression::Zstd => {
+                        let mut enc =
+                            zstd::stream::write::Encoder::new(out, 3).ctx("compress into", &tmp)?;
+                        enc.include_checksum(true).ctx("compress into", &tmp)?;
+                        let (diff_id, _) = write_layer_tar(&dir, &mut enc)?;
+                        (enc.finish().ctx("compress into", &tmp)?, diff_id)
+                    }
+                }
             }
-            Compression::Zstd => {
-                let mut enc =
-                    zstd::stream::write::Encoder::new(out, 3).ctx("compress into", &tmp)?;
-                enc.include_checksum(true).ctx("compress into", &tmp)?;
-                io::copy(&mut input, &mut enc).ctx("compress", &src_path)?;
-                enc.finish().ctx("compress into", &tmp)?
+            None => {
+                let mut input = HashingReader::new(io::BufReader::with_capacity(
+                    256 * 1024,
+                    self.open_blob(uncompressed_digest)?,
+                ));
+                let out = match algo {
+                    Compression::Gzip => {
+                        let mut enc = flate2::GzBuilder::new()
+                            .mtime(0)
+                            .write(out, flate2::Compression::new(6));
+                        io::copy(&mut input, &mut enc).ctx("compress", &src_path)?;
+                        enc.finish().ctx("compress into", &tmp)?
+                    }
+                    Compression::Zstd => {
+                        let mut enc =
+                            zstd::stream::write::Encoder::new(out, 3).ctx("compress into", &tmp)?;
+                        enc.include_checksum(true).ctx("compress into", &tmp)?;
+                        io::copy(&mut input, &mut enc).ctx("compress", &src_path)?;
+                        enc.finish().ctx("compress into", &tmp)?
+                    }
+                };
+                (out, input.finish().0)
             }
         };
-        let (actual, _) = input.finish();
         if actual != uncompressed_digest {
             // `out` is dropped uncommitted: nothing enters the store.
             return Err(CacheError::DigestMismatch {
@@ -180,6 +226,50 @@ impl Root {
             },
         )?;
         Ok((digest, size))
+    }
+
+    /// The `(diff_id, size)` of `src_dir` as a layer tar, computed without
+    /// storing the tar, and remembered as that layer's source: the blob is
+    /// written only when something needs it ([`Root::ensure_blob`], or
+    /// [`Root::compress_blob`] straight from the snapshot). A build thus never
+    /// writes a layer twice (once as files, once as a tar) on its hot path.
+    pub fn hash_layer_from_snapshot(&self, id: SnapshotId) -> Result<(String, u64), CacheError> {
+        let (diff_id, size) = write_layer_tar(&self.snapshot_path(id), io::sink())?;
+        self.put_key(
+            &derived_key(&["rbuild-layer-source-v1", &diff_id]),
+            &LayerSource { snapshot: id, size },
+        )?;
+        Ok((diff_id, size))
+    }
+
+    /// The snapshot holding the layer `diff_id`, if one was recorded and still exists.
+    pub fn layer_source(&self, diff_id: &str) -> Result<Option<LayerSource>, CacheError> {
+        let rec =
+            self.get_key::<LayerSource>(&derived_key(&["rbuild-layer-source-v1", diff_id]))?;
+        Ok(rec.filter(|r| self.has_snapshot(r.snapshot)))
+    }
+
+    /// Makes sure blob `digest` is in the content store: a layer known only
+    /// by its snapshot is written out as its tar, verified against `digest`.
+    pub fn ensure_blob(&self, digest: &str) -> Result<(), CacheError> {
+        if self.has_blob(digest) {
+            return Ok(());
+        }
+        let Some(src) = self.layer_source(digest)? else {
+            return Err(CacheError::MissingBlob {
+                digest: digest.to_string(),
+                path: self.blob_path(digest),
+            });
+        };
+        let _guard = self.lock(&format!("layer-{}", &digest_hex(digest)?[..16]))?;
+        if self.has_blob(digest) {
+            return Ok(());
+        }
+        let mut w = self.blob_writer()?;
+        write_layer_tar(&self.snapshot_path(src.snapshot), &mut w)?;
+        w.flush().ctx("write", self.tmp_path())?;
+        w.commit_verified(digest)?;
+        Ok(())
     }
 
     /// Write `src_dir` as an uncompressed layer tar into the content store;

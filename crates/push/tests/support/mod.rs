@@ -452,7 +452,10 @@ impl Dockerd {
         let log = fs::File::create(d.join("dockerd.log")).unwrap();
         let script = r#"mount -n -t tmpfs tmpfs /run && mount -n --bind "$1/etc" /etc/docker && exec dockerd --config-file "$1/daemon.json" --data-root "$1/data" --exec-root "$1/exec" --pidfile "$1/exec/dockerd.pid" -H "unix://$1/d.sock" --storage-driver vfs --iptables=false --ip6tables=false --bridge=none --ip-forward=false --ip-masq=false --log-level warn"#;
         let child = Command::new("unshare")
+            // Own network namespace too: with --bridge=none dockerd deletes
+            // the host's docker0, breaking any other dockerd on the machine.
             .args([
+                "--net",
                 "--mount",
                 "--propagation",
                 "private",
