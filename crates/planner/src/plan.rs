@@ -921,14 +921,12 @@ impl<'r, 'a> Planner<'r, 'a> {
         args: Vec<String>,
         files: Vec<InlineFile>,
     ) -> Result<(), PlanError> {
-        if let Some(sec) = &run.security {
-            if sec.value == SecurityMode::Insecure {
-                return Err(err(
-                    PlanErrorKind::Invalid("RUN --security=insecure is not allowed: rbuild does not grant the security.insecure entitlement".into()),
-                    sec.span,
-                ));
-            }
-        }
+        // As in BuildKit, the graph records the request; whether it is
+        // allowed (the security.insecure entitlement) is the executor's call.
+        let insecure = run
+            .security
+            .as_ref()
+            .is_some_and(|s| s.value == SecurityMode::Insecure);
         let network = match run.network.as_ref().map(|n| n.value) {
             Some(NetworkMode::None) => Network::None,
             _ => Network::Host,
@@ -987,7 +985,7 @@ impl<'r, 'a> Planner<'r, 'a> {
                 .unwrap_or_else(|| "/".into()),
             user: state.config.user.clone().unwrap_or_default(),
             network,
-            insecure: false,
+            insecure,
             mounts,
             files,
             proxy_env,
