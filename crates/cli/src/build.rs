@@ -28,7 +28,7 @@ pub struct BuildArgs {
     /// Check the registry for a newer base image (bases are always resolved; kept for compatibility).
     #[arg(long)]
     pull: bool,
-    /// How many steps may run at once (default: the number of CPUs).
+    /// How many steps may run at once (default: 4 per CPU, at least 16).
     #[arg(long)]
     jobs: Option<usize>,
     /// Write the image out as well: `type=docker,dest=FILE` or `type=oci,dest=FILE`.
@@ -49,9 +49,13 @@ pub struct BuildArgs {
 pub struct GraphArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// tree, dot (Graphviz) or json.
+    /// tree, dot (Graphviz) or json (documented in docs/graph-json.md).
     #[arg(long, default_value = "tree")]
     format: String,
+    /// Do not contact registries: base images appear unresolved, and COPY
+    /// sources missing from the context are shown by their paths.
+    #[arg(long)]
+    offline: bool,
 }
 
 #[derive(clap::Args)]
@@ -151,11 +155,8 @@ fn open_session(
         .enable_all()
         .build()
         .map_err(err)?;
-    let client = rbuild_registry::Client::new(rbuild_registry::ClientConfig {
-        insecure_registries: insecure.to_vec(),
-        ..Default::default()
-    })
-    .map_err(err)?;
+    let client =
+        rbuild_registry::Client::new(crate::config::client_config(insecure)?).map_err(err)?;
     let puller = Arc::new(Puller::new(root.clone(), Arc::new(client)));
     let mut contexts = HashMap::new();
     let cache_file = |dir: &Path| {
@@ -205,10 +206,21 @@ fn build_args(args: &[String]) -> BTreeMap<String, String> {
 
 struct Inputs<'s> {
     session: &'s Session,
+    offline: bool,
 }
 
 impl PlanInputs for Inputs<'_> {
     fn base_image(&mut self, reference: &str, platform: &Platform) -> Result<BaseImage, String> {
+        if self.offline {
+            return Ok(BaseImage {
+                reference: reference.to_string(),
+                digest: "unresolved".into(),
+                os: platform.os.clone(),
+                architecture: platform.architecture.clone(),
+                variant: platform.variant.clone(),
+                ..Default::default()
+            });
+        }
         self.session
             .runtime
             .block_on(self.session.puller.resolve(reference, platform))
@@ -230,7 +242,7 @@ impl PlanInputs for Inputs<'_> {
     }
 }
 
-fn plan(session: &Session, common: &CommonArgs) -> Result<Graph, String> {
+fn plan(session: &Session, common: &CommonArgs, offline: bool) -> Result<Graph, String> {
     let mut req = PlanRequest::new(&session.dockerfile);
     req.build_args = build_args(&common.build_args);
     req.target = common.target.clone();
@@ -243,7 +255,7 @@ fn plan(session: &Session, common: &CommonArgs) -> Result<Graph, String> {
         .filter(|k| !k.is_empty())
         .cloned()
         .collect::<BTreeSet<_>>();
-    let graph = rbuild_planner::plan(&req, &mut Inputs { session }).map_err(|e| {
+    let graph = rbuild_planner::plan(&req, &mut Inputs { session, offline }).map_err(|e| {
         let name = session.file.display().to_string();
         match e.span {
             Some(span) => report::render(
@@ -336,7 +348,7 @@ pub fn build(root_dir: &Path, insecure: &[String], args: BuildArgs) -> Result<Ex
         .map(|t| normalize_tag(t))
         .collect::<Result<Vec<_>, _>>()?;
     let session = open_session(root_dir, insecure, &args.common)?;
-    let graph = Arc::new(plan(&session, &args.common)?);
+    let graph = Arc::new(plan(&session, &args.common, false)?);
 
     let names: HashMap<usize, String> = graph
         .dag
@@ -371,9 +383,11 @@ pub fn build(root_dir: &Path, insecure: &[String], args: BuildArgs) -> Result<Ex
         contexts: session.contexts.clone(),
         runner: std::env::current_exe().map_err(err)?,
         no_cache: args.no_cache,
-        jobs: args
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        // Steps often wait (sleep, network, disk) rather than compute, so
+        // the default allows well more steps than cores, like BuildKit.
+        jobs: args.jobs.unwrap_or_else(|| {
+            (4 * std::thread::available_parallelism().map_or(2, |n| n.get())).max(16)
+        }),
         limits,
         progress,
     });
@@ -488,7 +502,7 @@ fn write_atomically(
 
 pub fn graph(root_dir: &Path, insecure: &[String], args: GraphArgs) -> Result<ExitCode, String> {
     let session = open_session(root_dir, insecure, &args.common)?;
-    let graph = plan(&session, &args.common)?;
+    let graph = plan(&session, &args.common, args.offline)?;
     let hit = |key: &str| -> bool {
         matches!(session.root.get_key::<serde_json::Value>(key), Ok(Some(_)))
     };

@@ -134,11 +134,8 @@ pub fn push(
     let root = open(root)?;
     let img = rbuild_push::find_image(&root, source).map_err(err)?;
     let dest = rbuild_registry::Reference::parse(destination).map_err(err)?;
-    let client = rbuild_registry::Client::new(rbuild_registry::ClientConfig {
-        insecure_registries: insecure.to_vec(),
-        ..Default::default()
-    })
-    .map_err(err)?;
+    let client =
+        rbuild_registry::Client::new(crate::config::client_config(insecure)?).map_err(err)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

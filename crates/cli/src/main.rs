@@ -2,6 +2,7 @@
 //! turns their typed errors into reports for people.
 
 mod build;
+mod config;
 mod images;
 mod report;
 

@@ -158,3 +158,123 @@ fn a_closed_stdout_pipe_ends_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+fn graph_dir() -> PathBuf {
+    let file = temp_dockerfile(
+        "graph",
+        "FROM busybox AS a\nRUN echo hi > /x\nFROM scratch\nCOPY --from=a /x /x\nCOPY f /f\nCMD [\"/x\"]\n",
+    );
+    let dir = file.parent().unwrap().to_path_buf();
+    std::fs::write(dir.join("f"), "f").unwrap();
+    dir
+}
+
+#[test]
+fn graph_json_has_the_documented_shape() {
+    let dir = graph_dir();
+    let root = dir.join("root");
+    let out = rbuild(&[
+        "--root",
+        root.to_str().unwrap(),
+        "graph",
+        "--offline",
+        "--format",
+        "json",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["version"], 1);
+    let nodes = doc["nodes"].as_array().unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for n in nodes {
+        for i in n["inputs"].as_array().unwrap() {
+            assert!(
+                seen.contains(&i.as_u64().unwrap()),
+                "inputs come first: {n}"
+            );
+        }
+        seen.insert(n["id"].as_u64().unwrap());
+        assert!(n["key"].as_str().unwrap().starts_with("sha256:"));
+        assert_eq!(n["cached"], false);
+    }
+    let exec = nodes.iter().find(|n| n["op"]["kind"] == "exec").unwrap();
+    assert_eq!(exec["line"], 2);
+    assert_eq!(exec["op"]["args"][2], "echo hi > /x");
+    let image = nodes.iter().find(|n| n["op"]["kind"] == "image").unwrap();
+    assert_eq!(image["op"]["digest"], "unresolved");
+    let copy = nodes
+        .iter()
+        .find(|n| n["op"]["kind"] == "copy" && n["line"] == 5)
+        .unwrap();
+    assert_eq!(copy["op"]["from"]["kind"], "context");
+    assert!(nodes
+        .iter()
+        .any(|n| n["op"]["kind"] == "config" && n["line"] == 6));
+}
+
+#[test]
+fn graph_dot_renders_with_graphviz() {
+    let dir = graph_dir();
+    let root = dir.join("root");
+    let out = rbuild(&[
+        "--root",
+        root.to_str().unwrap(),
+        "graph",
+        "--offline",
+        "--format",
+        "dot",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("digraph rbuild {") && text.contains("->"),
+        "{text}"
+    );
+    let Ok(mut dot) = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "graphviz missing under CI"
+        );
+        eprintln!("SKIPPED: graphviz (dot) not installed");
+        return;
+    };
+    use std::io::Write;
+    dot.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let svg = dot.wait_with_output().unwrap();
+    assert!(svg.status.success());
+    assert!(String::from_utf8_lossy(&svg.stdout).contains("<svg"));
+}
+
+#[test]
+fn graph_errors_point_at_the_line() {
+    let file = temp_dockerfile("graph-escape", "FROM scratch\nCOPY ../secret /x\n");
+    let dir = file.parent().unwrap();
+    let out = rbuild(&[
+        "--root",
+        dir.join("root").to_str().unwrap(),
+        "graph",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Dockerfile:2:6") && err.contains("outside the build context"),
+        "{err}"
+    );
+}

@@ -487,7 +487,11 @@ impl Dockerd {
             .unwrap();
         let sock = dir.path().join("docker.sock");
         let host = format!("unix://{}", sock.display());
-        let child = Command::new("dockerd")
+        // Its own network namespace: a dockerd started with --bridge=none
+        // removes the host's docker0, which would break any other dockerd.
+        let child = Command::new("unshare")
+            .arg("--net")
+            .arg("dockerd")
             .arg("--data-root")
             .arg(dir.path().join("data"))
             .arg("--exec-root")
@@ -544,7 +548,7 @@ impl Drop for Dockerd {
 
 #[test]
 fn docker_loads_and_runs_the_image() {
-    if !prerequisites(&["dockerd", "docker"]) {
+    if !prerequisites(&["dockerd", "docker", "unshare"]) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -588,4 +592,48 @@ fn docker_loads_and_runs_the_image() {
         String::from_utf8_lossy(&run.stdout),
         "hello from rbuild\ncompiled\ndocker\n"
     );
+}
+
+#[test]
+fn base_images_come_through_a_configured_mirror() {
+    if !prerequisites(&["docker-registry", "dpkg"]) {
+        return;
+    }
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let base_ctx = tmp.path().join("base");
+    busybox_context(&base_ctx);
+    let root1 = tmp.path().join("root1");
+    ok(rbuild(&root1, &["-t", "bb:1", "."], &base_ctx));
+    ok(rbuild(
+        &root1,
+        &["push", "bb:1", &format!("{}/mirrored/busybox:1", reg.addr)],
+        &base_ctx,
+    ));
+
+    // `registry.invalid` cannot resolve: the image can only come from the mirror.
+    let config = tmp.path().join("config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"registry":{{"mirrors":{{"registry.invalid":["http://{}"]}}}}}}"#,
+            reg.addr
+        ),
+    )
+    .unwrap();
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM registry.invalid/mirrored/busybox:1\nRUN echo through-the-mirror\n",
+    );
+    let out = ok(Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .env("RBUILD_CONFIG", &config)
+        .arg("--root")
+        .arg(tmp.path().join("root2"))
+        .args(["-t", "m:1", "."])
+        .current_dir(&ctx)
+        .output()
+        .unwrap());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("through-the-mirror"));
 }
