@@ -6,12 +6,22 @@ use std::io::Read;
 
 use rbuild_cache::{Compression, Root};
 
-fn root_with_layer() -> (tempfile::TempDir, Root, rbuild_cache::SnapshotId, String, u64) {
+fn root_with_layer() -> (
+    tempfile::TempDir,
+    Root,
+    rbuild_cache::SnapshotId,
+    String,
+    u64,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let root = Root::open(&tmp.path().join("root")).unwrap();
     let (id, dir) = root.new_snapshot_dir().unwrap();
     let fs = dir.join("fs");
-    let fs = if fs.is_dir() { fs } else { root.snapshot_path(id) };
+    let fs = if fs.is_dir() {
+        fs
+    } else {
+        root.snapshot_path(id)
+    };
     std::fs::create_dir_all(fs.join("app")).unwrap();
     std::fs::write(fs.join("app/a.txt"), "alpha\n".repeat(1000)).unwrap();
     std::os::unix::fs::symlink("a.txt", fs.join("app/link")).unwrap();
@@ -53,7 +63,10 @@ fn a_changed_snapshot_is_caught_not_exported() {
 fn compress_streams_from_the_snapshot_without_the_uncompressed_blob() {
     let (_t, root, _id, diff_id, size) = root_with_layer();
     let (gz, _) = root.compress_blob(&diff_id, Compression::Gzip).unwrap();
-    assert!(!root.has_blob(&diff_id), "the uncompressed tar was never stored");
+    assert!(
+        !root.has_blob(&diff_id),
+        "the uncompressed tar was never stored"
+    );
     let mut tar = Vec::new();
     flate2::read::GzDecoder::new(root.open_blob(&gz).unwrap())
         .read_to_end(&mut tar)
@@ -61,7 +74,10 @@ fn compress_streams_from_the_snapshot_without_the_uncompressed_blob() {
     assert_eq!(tar.len() as u64, size);
     assert_eq!(rbuild_cache::sha256_digest(&tar), diff_id);
     // Cached: asking again is a lookup.
-    assert_eq!(root.compress_blob(&diff_id, Compression::Gzip).unwrap().0, gz);
+    assert_eq!(
+        root.compress_blob(&diff_id, Compression::Gzip).unwrap().0,
+        gz
+    );
 }
 
 #[test]

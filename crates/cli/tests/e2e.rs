@@ -637,3 +637,69 @@ fn base_images_come_through_a_configured_mirror() {
         .unwrap());
     assert!(String::from_utf8_lossy(&out.stderr).contains("through-the-mirror"));
 }
+
+#[test]
+fn interrupting_a_build_leaves_no_processes_or_mounts() {
+    if !prerequisites(&["dpkg"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let base_ctx = tmp.path().join("base");
+    busybox_context(&base_ctx);
+    ok(rbuild(&root, &["-t", "bb:1", "."], &base_ctx));
+    let ctx = tmp.path().join("ctx");
+    let token = format!("rbuild-interrupt-{}", std::process::id());
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!("FROM bb:1\nRUN echo started; sh -c 'sleep 1000; true' {token} & wait\n"),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(&root)
+        .args(["-t", "interrupted:1", "."])
+        .current_dir(&ctx)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the step runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let running = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&token))
+            })
+    };
+    while !running() {
+        assert!(Instant::now() < deadline, "the step never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running() {
+        assert!(
+            Instant::now() < deadline,
+            "the step's processes outlived the build"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(root.to_str().unwrap()),
+        "mounts left behind:\n{mounts}"
+    );
+    // The root is still usable: the same build runs again (and is interrupted-free).
+    write(&ctx, "Dockerfile", "FROM bb:1\nRUN echo after\n");
+    ok(rbuild(&root, &["-t", "after:1", "."], &ctx));
+}

@@ -36,6 +36,9 @@ pub(crate) struct MkdirJob {
     pub scratch: tempfile::TempDir,
 }
 
+/// Threads copying file contents in parallel (this machine class has two cores).
+const COPY_THREADS: usize = 2;
+
 fn io_err(what: &str) -> impl Fn(io::Error) -> ExecError + '_ {
     move |e| ExecError::io(what.to_string(), e)
 }
@@ -169,6 +172,11 @@ impl CopyJob {
                         } else {
                             format!("{resolved}/")
                         };
+                        // Directories come before their contents (the selection
+                        // is sorted), so each file's parent is already open here.
+                        let mut dirs: HashMap<String, OwnedFd> = HashMap::new();
+                        let mut files = Vec::new();
+                        let dest_root = self.dest_path(path, true);
                         for f in selection
                             .files
                             .iter()
@@ -176,30 +184,81 @@ impl CopyJob {
                         {
                             let rel = &f.path[prefix.len()..];
                             let (parent_rel, name) = rel.rsplit_once('/').unwrap_or(("", rel));
-                            let dir = if parent_rel.is_empty() {
-                                base.try_clone().map_err(io_err("dup"))?
-                            } else {
-                                let d = format!("{}/{}", self.dest_path(path, true), parent_rel);
-                                root.mkdir_all(&d, 0o755, dir_owner)
-                                    .map_err(io_err("creating directories"))?
-                            };
                             let host = ctx.root().join(&f.path);
                             let meta = host
                                 .symlink_metadata()
                                 .map_err(io_err("reading the context"))?;
+                            let parent = match dirs.get(parent_rel) {
+                                Some(d) => d,
+                                None if parent_rel.is_empty() => &base,
+                                None => {
+                                    let d = root
+                                        .mkdir_all(
+                                            &format!("{dest_root}/{parent_rel}"),
+                                            0o755,
+                                            dir_owner,
+                                        )
+                                        .map_err(io_err("creating directories"))?;
+                                    dirs.entry(parent_rel.to_string()).or_insert(d)
+                                }
+                            };
                             if meta.is_dir() {
-                                // Directories are created with their own mode; contents follow.
-                                root.mkdir_all(
-                                    &format!("{}/{}", self.dest_path(path, true), rel),
+                                // Directories get their own mode; contents follow.
+                                let d = fsops::mkdir_in(
+                                    parent,
+                                    name,
                                     meta_mode(&meta, mode),
                                     owner.unwrap_or(dir_owner),
                                 )
                                 .map_err(io_err("creating directories"))?;
+                                let d = match d {
+                                    Some(d) => d,
+                                    // A symlink in the image: follow it inside the root.
+                                    None => root
+                                        .mkdir_all(
+                                            &format!("{dest_root}/{rel}"),
+                                            meta_mode(&meta, mode),
+                                            owner.unwrap_or(dir_owner),
+                                        )
+                                        .map_err(io_err("creating directories"))?,
+                                };
+                                dirs.insert(rel.to_string(), d);
                                 continue;
                             }
-                            fsops::copy_entry(&host, &meta, &dir, name.as_ref(), attrs)
-                                .map_err(io_err("copying"))?;
+                            files.push((parent_rel.to_string(), host, meta, name.to_string()));
                         }
+                        // File contents are copied on two threads: with the
+                        // directories in place, files do not depend on each other.
+                        let dirs = &dirs;
+                        let base = &base;
+                        let files = &files;
+                        let parent_of = |key: &str| dirs.get(key).unwrap_or(base);
+                        std::thread::scope(|scope| {
+                            let workers: Vec<_> = (0..COPY_THREADS)
+                                .map(|w| {
+                                    scope.spawn(move || -> io::Result<()> {
+                                        for (parent, host, meta, name) in
+                                            files.iter().skip(w).step_by(COPY_THREADS)
+                                        {
+                                            fsops::copy_entry(
+                                                host,
+                                                meta,
+                                                parent_of(parent),
+                                                name.as_ref(),
+                                                attrs,
+                                            )?;
+                                        }
+                                        Ok(())
+                                    })
+                                })
+                                .collect();
+                            workers.into_iter().try_for_each(|h| {
+                                h.join().unwrap_or_else(|_| {
+                                    Err(io::Error::other("copy thread panicked"))
+                                })
+                            })
+                        })
+                        .map_err(io_err("copying"))?;
                     } else {
                         let host = ctx.root().join(resolved);
                         let meta = host.metadata().map_err(io_err("reading the context"))?;

@@ -246,6 +246,41 @@ fn remove_non_dir(dir: &OwnedFd, name: &[u8]) -> io::Result<bool> {
     Ok(false)
 }
 
+/// Creates (or opens) directory `name` in `dir` without following a
+/// symlink. `None` when `name` is a symlink: the caller resolves it inside
+/// the root instead (see [`RootDir::mkdir_all`]).
+pub fn mkdir_in(dir: &OwnedFd, name: &str, mode: u32, owner: Owner) -> io::Result<Option<OwnedFd>> {
+    let c = cstr(name.as_bytes())?;
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid dirfd, NUL-terminated name, writable stat buffer.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r < 0 {
+        // SAFETY: valid dirfd and name.
+        check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode) })?;
+        chown_at(dir, name.as_bytes(), owner, false)?;
+        chmod_at(dir, name.as_bytes(), mode)?;
+    } else if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Ok(None);
+    } else if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        remove_non_dir(dir, name.as_bytes())?;
+        return mkdir_in(dir, name, mode, owner);
+    }
+    open_in_root(
+        dir.as_raw_fd(),
+        name.as_bytes(),
+        libc::O_DIRECTORY | libc::O_RDONLY | libc::O_NOFOLLOW,
+        0,
+    )
+    .map(Some)
+}
+
 /// How copied entries are owned and moded.
 #[derive(Debug, Clone, Copy)]
 pub struct CopyAttrs {
