@@ -76,6 +76,27 @@ pub struct Executor {
     pub progress: Progress,
 }
 
+const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// Background layer hashes still running (see `Executor::commit_layer`).
+type Commits = Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<Result<LayerRef, ExecError>>>>>;
+
+/// `r` with the diff_ids of layers whose hash finished after the step did.
+fn with_diff_ids(r: Arc<VertexResult>, done: &HashMap<u64, LayerRef>) -> Arc<VertexResult> {
+    if r.layers.iter().all(|l| !l.diff_id.is_empty()) {
+        return r;
+    }
+    let mut fixed = (*r).clone();
+    for l in &mut fixed.layers {
+        if l.diff_id.is_empty() {
+            if let Some(d) = done.get(&l.snapshot) {
+                *l = d.clone();
+            }
+        }
+    }
+    Arc::new(fixed)
+}
+
 type Pending = Shared<BoxFuture<'static, Result<Arc<VertexResult>, Arc<ExecError>>>>;
 
 impl Executor {
@@ -85,6 +106,7 @@ impl Executor {
         graph: Arc<Graph>,
     ) -> Result<HashMap<NodeId, Arc<VertexResult>>, ExecError> {
         let permits = Arc::new(Semaphore::new(self.jobs.max(1)));
+        let commits: Commits = Arc::default();
         let mut pending: HashMap<NodeId, Pending> = HashMap::new();
         let mut handles = Vec::new();
         for id in graph.topological_order() {
@@ -97,10 +119,11 @@ impl Executor {
             let this = self.clone();
             let g = graph.clone();
             let permits = permits.clone();
+            let commits = commits.clone();
             let task = tokio::spawn(async move {
                 let results = futures_util::future::try_join_all(inputs).await?;
                 let vertex = g.vertex(id);
-                this.run_vertex(id, vertex, &results, &permits)
+                this.run_vertex(id, vertex, &results, &permits, &commits)
                     .await
                     .map(Arc::new)
                     .map_err(|e| Arc::new(e.at(vertex.span, &vertex.description)))
@@ -123,7 +146,12 @@ impl Executor {
         }))
         .await;
         match all {
-            Ok(v) => Ok(v.into_iter().collect()),
+            Ok(v) => {
+                let done = self.finish_commits(&commits).await?;
+                Ok(v.into_iter()
+                    .map(|(id, r)| (id, with_diff_ids(r, &done)))
+                    .collect())
+            }
             Err(e) => {
                 // Stop everything else (dropping a step kills its processes).
                 for h in handles {
@@ -157,6 +185,7 @@ impl Executor {
         vertex: &Vertex,
         inputs: &[Arc<VertexResult>],
         permits: &Semaphore,
+        commits: &Commits,
     ) -> Result<VertexResult, ExecError> {
         let n = id.index();
         let parent = || inputs.first().map(|r| r.layers.clone()).unwrap_or_default();
@@ -234,19 +263,21 @@ impl Executor {
             let _ = self.root.remove_snapshot(snap);
             return Err(e);
         }
-        let layer = self.commit_layer(snap).await?;
-        self.root.put_key(
-            key,
-            &StepRecord {
-                layer: layer.clone(),
-            },
-        )?;
+        let made_layer = self.commit_layer(snap, key, commits).await?;
         (self.progress)(Event::Done {
             vertex: n,
             seconds: start.elapsed().as_secs_f64(),
         });
-        let made_layer = layer.is_some();
-        layers.extend(layer);
+        if made_layer {
+            // The diff_id is filled in when the background hash finishes.
+            layers.push(LayerRef {
+                snapshot: snap.0,
+                diff_id: String::new(),
+                blob: String::new(),
+                blob_size: 0,
+                media_type: LAYER_TAR.into(),
+            });
+        }
         Ok(VertexResult {
             layers,
             made_layer,
@@ -254,37 +285,68 @@ impl Executor {
         })
     }
 
-    /// Turns a finished snapshot into a layer; an empty snapshot makes none.
+    /// Turns a finished snapshot into a layer; an empty snapshot makes none
+    /// (returns false).
     ///
-    /// Only the layer's diff_id is computed here (one streaming pass, nothing
-    /// written): the tar itself is produced from the snapshot when an image
-    /// leaves the store. Nothing is fsynced either: the cache survives the
-    /// process being killed at any point (the page cache keeps what was
-    /// written), and a machine crash can at worst leave a torn snapshot of
-    /// a step that simply re-runs once its record is gone.
-    async fn commit_layer(&self, snap: SnapshotId) -> Result<Option<LayerRef>, ExecError> {
+    /// The layer's diff_id is computed in one streaming pass that writes
+    /// nothing (the tar itself is produced from the snapshot when an image
+    /// leaves the store), and off the critical path: steps that build on
+    /// this one only need the snapshot, so the hash runs in the background
+    /// while they start, and the step's cache record is written when it is
+    /// done. Nothing is fsynced: the cache survives the process being killed
+    /// at any point (the page cache keeps what was written), and a machine
+    /// crash can at worst lose records of the last steps, which then re-run.
+    async fn commit_layer(
+        &self,
+        snap: SnapshotId,
+        key: &str,
+        commits: &Commits,
+    ) -> Result<bool, ExecError> {
+        let dir = self.root.snapshot_path(snap);
+        let empty = std::fs::read_dir(&dir)
+            .map_err(|e| ExecError::io(format!("reading {}", dir.display()), e))?
+            .next()
+            .is_none();
+        if empty {
+            self.root.remove_snapshot(snap)?;
+            self.root.put_key(key, &StepRecord { layer: None })?;
+            return Ok(false);
+        }
         let root = self.root.clone();
-        tokio::task::spawn_blocking(move || {
-            let dir = root.snapshot_path(snap);
-            let empty = std::fs::read_dir(&dir)
-                .map_err(|e| ExecError::io(format!("reading {}", dir.display()), e))?
-                .next()
-                .is_none();
-            if empty {
-                root.remove_snapshot(snap)?;
-                return Ok(None);
-            }
+        let key = key.to_string();
+        let hash = tokio::task::spawn_blocking(move || {
             let (diff_id, size) = root.hash_layer_from_snapshot(snap)?;
-            Ok(Some(LayerRef {
+            let layer = LayerRef {
                 snapshot: snap.0,
                 blob: diff_id.clone(),
                 diff_id,
                 blob_size: size,
-                media_type: "application/vnd.oci.image.layer.v1.tar".into(),
-            }))
-        })
-        .await
-        .map_err(|e| ExecError::invalid(format!("layer task failed: {e}")))?
+                media_type: LAYER_TAR.into(),
+            };
+            root.put_key(
+                &key,
+                &StepRecord {
+                    layer: Some(layer.clone()),
+                },
+            )?;
+            Ok(layer)
+        });
+        commits.lock().unwrap_or_else(|e| e.into_inner()).push(hash);
+        Ok(true)
+    }
+
+    /// Waits for every background layer hash; returns the layers by snapshot.
+    async fn finish_commits(&self, commits: &Commits) -> Result<HashMap<u64, LayerRef>, ExecError> {
+        let handles: Vec<_> =
+            std::mem::take(&mut *commits.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut done = HashMap::new();
+        for h in handles {
+            let layer = h
+                .await
+                .map_err(|e| ExecError::invalid(format!("layer task failed: {e}")))??;
+            done.insert(layer.snapshot, layer);
+        }
+        Ok(done)
     }
 
     fn lowerdirs(&self, layers: &[LayerRef]) -> Vec<PathBuf> {

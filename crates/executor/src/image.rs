@@ -129,6 +129,9 @@ pub fn assemble(
         }
     }
 
+    if out.layers.iter().any(|l| l.diff_id.is_empty()) {
+        return Err(ExecError::invalid("a layer's digest was not computed"));
+    }
     let diff_ids: Vec<String> = out.layers.iter().map(|l| l.diff_id.clone()).collect();
     let config = ConfigBlob {
         created: &created_s,
