@@ -60,7 +60,10 @@ c = json.loads(sys.stdin.read())
 cfg = c.get("config", {})
 keys = ["Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels", "StopSignal", "Healthcheck", "Shell", "OnBuild"]
 out = {k: cfg.get(k) for k in keys}
-out["history"] = [(h.get("created_by", "").replace(" # buildkit", ""), h.get("empty_layer", False)) for h in c.get("history", [])]
+# History text differs between BuildKit versions (rbuild follows current
+# BuildKit; Debian'"'"'s Docker 20.10 ships an older one), so compare the
+# instruction and whether it made a layer.
+out["history"] = [((h.get("created_by") or "").split(" ")[0], h.get("empty_layer", False)) for h in c.get("history", [])]
 out["layers"] = len(c["rootfs"]["diff_ids"])
 print(json.dumps(out, indent=1, sort_keys=True))'; }
 

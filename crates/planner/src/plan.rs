@@ -763,7 +763,7 @@ impl<'r, 'a> Planner<'r, 'a> {
                 for p in &ports {
                     map.insert(p.clone(), EmptyObject {});
                 }
-                self.config_change(state, ins, format!("EXPOSE {}", ports.join(" ")));
+                self.config_change(state, ins, format!("EXPOSE [{}]", ports.join(" ")));
             }
             InstructionKind::Volume(v) => {
                 let mut vols = Vec::new();
@@ -838,7 +838,16 @@ impl<'r, 'a> Planner<'r, 'a> {
                         }
                     }
                 };
-                let text = format!("HEALTHCHECK {:?}", hc.test.clone().unwrap_or_default());
+                // Go's `%+v` of Docker's HealthConfig, as BuildKit writes it.
+                let text = format!(
+                    "HEALTHCHECK {{Test:[{}] Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+                    hc.test.clone().unwrap_or_default().join(" "),
+                    go_duration(hc.interval),
+                    go_duration(hc.timeout),
+                    go_duration(hc.start_period),
+                    go_duration(hc.start_interval),
+                    hc.retries
+                );
                 state.config.healthcheck = Some(hc);
                 self.config_change(state, ins, text);
             }
@@ -848,7 +857,16 @@ impl<'r, 'a> Planner<'r, 'a> {
                     .on_build
                     .get_or_insert_with(Vec::new)
                     .push(o.expression.clone());
-                self.config_change(state, ins, format!("ONBUILD {}", o.expression));
+                // BuildKit records no history entry for ONBUILD.
+                self.add_vertex(
+                    Op::Config {
+                        instruction: format!("ONBUILD {}", o.expression),
+                    },
+                    vec![state.rootfs],
+                    state.index,
+                    Some(ins.span),
+                    ins.original.trim().to_string(),
+                );
             }
             InstructionKind::Maintainer(m) => {
                 state.author = Some(m.maintainer.value.clone());
@@ -1226,10 +1244,25 @@ impl<'r, 'a> Planner<'r, 'a> {
         } else {
             CopyFrom::Nothing
         };
-        let keyword = if spec.add { "ADD" } else { "COPY" };
-        let mut shown: Vec<String> = sources.clone();
-        shown.extend(inline.iter().map(|f| f.path.clone()));
-        let text = format!("{keyword} {} {dest}", shown.join(" "));
+        // BuildKit's history text: flags that shape the files, the sources,
+        // heredocs as `<<NAME`, and the destination as written.
+        let mut text = String::from(if spec.add { "ADD" } else { "COPY" });
+        if spec.parents {
+            text.push_str(" --parents");
+        }
+        if let Some(c) = &chown {
+            text.push_str(&format!(" --chown={c}"));
+        }
+        if let Some(c) = &chmod {
+            text.push_str(&format!(" --chmod={c}"));
+        }
+        for src in &sources {
+            text.push_str(&format!(" {src}"));
+        }
+        for f in &inline {
+            text.push_str(&format!(" <<{}", f.path));
+        }
+        text.push_str(&format!(" {dest_raw}"));
         state.rootfs = self.add_vertex(
             Op::Copy(CopyOp {
                 add: spec.add,
@@ -1345,6 +1378,40 @@ fn go_list(args: &[String]) -> String {
     format!("[{}]", quoted.join(" "))
 }
 
+/// Go's `time.Duration.String()` for nanoseconds: `0s`, `1.5s`, `1m30s`, `500ms`.
+fn go_duration(ns: i64) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    let neg = ns < 0;
+    let ns = ns.unsigned_abs();
+    let trim = |v: f64| {
+        let s = format!("{v:.9}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    let body = if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        format!("{}µs", trim(ns as f64 / 1e3))
+    } else if ns < 1_000_000_000 {
+        format!("{}ms", trim(ns as f64 / 1e6))
+    } else {
+        let h = ns / 3_600_000_000_000;
+        let m = ns / 60_000_000_000 % 60;
+        let s = trim((ns % 60_000_000_000) as f64 / 1e9);
+        match (h, m) {
+            (0, 0) => format!("{s}s"),
+            (0, m) => format!("{m}m{s}s"),
+            (h, m) => format!("{h}h{m}m{s}s"),
+        }
+    };
+    if neg {
+        format!("-{body}")
+    } else {
+        body
+    }
+}
+
 /// `80`, `80/udp`, `8000-8002/tcp` → `80/tcp`...
 fn parse_port_spec(spec: &str) -> Result<Vec<String>, String> {
     let (ports, proto) = match spec.split_once('/') {
@@ -1385,6 +1452,16 @@ mod tests {
         assert!(escapes_root("a/../../x"));
         assert!(!escapes_root("a/../b"));
         assert!(!escapes_root("/abs"));
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(10_000_000_000), "10s");
+        assert_eq!(go_duration(90_000_000_000), "1m30s");
+        assert_eq!(go_duration(1_500_000_000), "1.5s");
+        assert_eq!(go_duration(500_000_000), "500ms");
+        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
     }
 
     #[test]
