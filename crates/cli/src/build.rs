@@ -25,7 +25,7 @@ pub struct BuildArgs {
     /// Do not use the cache.
     #[arg(long)]
     no_cache: bool,
-    /// Check the registry for a newer base image (bases are always resolved; kept for compatibility).
+    /// Resolve base images at the registry even when the local store has one of that name.
     #[arg(long)]
     pull: bool,
     /// How many steps may run at once (default: 4 per CPU, at least 16).
@@ -144,6 +144,7 @@ fn open_session(
     root_dir: &Path,
     insecure: &[String],
     common: &CommonArgs,
+    pull: bool,
 ) -> Result<Session, String> {
     let file = common
         .file
@@ -157,7 +158,7 @@ fn open_session(
         .map_err(err)?;
     let client =
         rbuild_registry::Client::new(crate::config::client_config(insecure)?).map_err(err)?;
-    let puller = Arc::new(Puller::new(root.clone(), Arc::new(client)));
+    let puller = Arc::new(Puller::new(root.clone(), Arc::new(client)).always_pull(pull));
     let mut contexts = HashMap::new();
     let cache_file = |dir: &Path| {
         let id = rbuild_cache::sha256_digest(dir.to_string_lossy().as_bytes());
@@ -347,7 +348,7 @@ pub fn build(root_dir: &Path, insecure: &[String], args: BuildArgs) -> Result<Ex
         .iter()
         .map(|t| normalize_tag(t))
         .collect::<Result<Vec<_>, _>>()?;
-    let session = open_session(root_dir, insecure, &args.common)?;
+    let session = open_session(root_dir, insecure, &args.common, args.pull)?;
     let graph = Arc::new(plan(&session, &args.common, false)?);
 
     let names: HashMap<usize, String> = graph
@@ -501,7 +502,7 @@ fn write_atomically(
 }
 
 pub fn graph(root_dir: &Path, insecure: &[String], args: GraphArgs) -> Result<ExitCode, String> {
-    let session = open_session(root_dir, insecure, &args.common)?;
+    let session = open_session(root_dir, insecure, &args.common, false)?;
     let graph = plan(&session, &args.common, args.offline)?;
     let hit = |key: &str| -> bool {
         matches!(session.root.get_key::<serde_json::Value>(key), Ok(Some(_)))

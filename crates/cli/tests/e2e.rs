@@ -703,3 +703,34 @@ fn interrupting_a_build_leaves_no_processes_or_mounts() {
     write(&ctx, "Dockerfile", "FROM bb:1\nRUN echo after\n");
     ok(rbuild(&root, &["-t", "after:1", "."], &ctx));
 }
+
+#[test]
+fn a_named_build_context_can_be_the_base() {
+    if !prerequisites(&["dpkg"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy(busybox_binary(), rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM base\nRUN echo from-the-named-context\n",
+    );
+    let out = ok(rbuild(
+        &tmp.path().join("root"),
+        &[
+            "build",
+            "--build-context",
+            &format!("base={}", rootfs.display()),
+            "-t",
+            "named:1",
+            ".",
+        ],
+        &ctx,
+    ));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("from-the-named-context"));
+}

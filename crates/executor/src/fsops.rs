@@ -346,26 +346,7 @@ pub fn copy_entry(
         set_times(dst_dir, name_b, meta, true)?;
     } else if ft.is_file() {
         let mut input = File::open(src)?;
-        // SAFETY: valid dirfd and name; O_EXCL|O_NOFOLLOW never follows a planted link.
-        let fd = unsafe {
-            libc::openat(
-                dst_dir.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                0o600,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: new descriptor we own.
-        let mut out = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        io::copy(&mut input, &mut out)?;
-        // chown before chmod: chown clears setuid bits.
-        nix::unistd::fchown(&out, Some(owner.uid.into()), Some(owner.gid.into()))
-            .map_err(io::Error::from)?;
-        out.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        drop(out);
+        write_file(dst_dir, name, &mut input, mode, owner)?;
         set_times(dst_dir, name_b, meta, false)?;
     } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() || ft.is_socket() {
         if ft.is_socket() {
@@ -422,13 +403,14 @@ fn set_times(
 /// Writes `content` as file `name` in `dir` (COPY heredocs, ADD downloads).
 pub fn write_file(
     dir: &OwnedFd,
-    name: &str,
+    name: impl AsRef<OsStr>,
     content: &mut dyn Read,
     mode: u32,
     owner: Owner,
 ) -> io::Result<()> {
-    remove_non_dir(dir, name.as_bytes())?;
-    let c = cstr(name.as_bytes())?;
+    let name = name.as_ref().as_bytes();
+    remove_non_dir(dir, name)?;
+    let c = cstr(name)?;
     // SAFETY: valid dirfd and name.
     let fd = unsafe {
         libc::openat(
@@ -444,6 +426,7 @@ pub fn write_file(
     // SAFETY: new descriptor we own.
     let mut out = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     io::copy(content, &mut out)?;
+    // chown before chmod: chown clears setuid bits.
     nix::unistd::fchown(&out, Some(owner.uid.into()), Some(owner.gid.into()))
         .map_err(io::Error::from)?;
     out.set_permissions(std::fs::Permissions::from_mode(mode))

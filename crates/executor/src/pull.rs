@@ -52,13 +52,25 @@ pub(crate) struct LayerRecord {
 pub struct Puller {
     root: Arc<Root>,
     client: Arc<Client>,
+    always_pull: bool,
 }
 
 const MAX_SMALL_BLOB: u64 = 32 << 20;
 
 impl Puller {
     pub fn new(root: Arc<Root>, client: Arc<Client>) -> Self {
-        Puller { root, client }
+        Puller {
+            root,
+            client,
+            always_pull: false,
+        }
+    }
+
+    /// `--pull`: resolve references at the registry even when the local
+    /// store has an image of that name.
+    pub fn always_pull(mut self, yes: bool) -> Self {
+        self.always_pull = yes;
+        self
     }
 
     /// Resolves `reference` for `platform`: the local store first, then the
@@ -69,13 +81,15 @@ impl Puller {
         reference: &str,
         platform: &rbuild_planner::Platform,
     ) -> Result<BaseImage, ExecError> {
-        if let Some(desc) = self.root.resolve_image(reference)? {
-            let digest = desc.digest().to_string();
-            return self.base_from_store(reference, &digest);
+        if !self.always_pull {
+            if let Some(desc) = self.root.resolve_image(reference)? {
+                let digest = desc.digest().to_string();
+                return self.base_from_store(reference, &digest);
+            }
         }
         let r = Reference::parse(reference)?;
         let normalized = r.to_string();
-        if normalized != reference {
+        if normalized != reference && !self.always_pull {
             if let Some(desc) = self.root.resolve_image(&normalized)? {
                 let digest = desc.digest().to_string();
                 return self.base_from_store(&normalized, &digest);

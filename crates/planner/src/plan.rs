@@ -536,6 +536,48 @@ impl<'r, 'a> Planner<'r, 'a> {
             );
             return Ok(state);
         }
+        if self.req.named_contexts.contains(image_name) {
+            // `FROM <named context>`: the context's files are the root
+            // filesystem, with an empty config (as BuildKit does for a local
+            // directory given with --build-context).
+            let empty = self.add_vertex(
+                Op::Scratch,
+                vec![],
+                index,
+                Some(span),
+                "FROM scratch".into(),
+            );
+            let digest = self
+                .inputs
+                .select_context(image_name, &[".".to_string()], &[])
+                .map_err(|e| err(PlanErrorKind::Context(e), span))?;
+            let ctx = self.context_vertex(image_name, index);
+            state.rootfs = self.add_vertex(
+                Op::Copy(CopyOp {
+                    add: false,
+                    from: CopyFrom::Context {
+                        name: image_name.to_string(),
+                        digest,
+                    },
+                    sources: vec![".".into()],
+                    inline: Vec::new(),
+                    dest: "/".into(),
+                    chown: None,
+                    chmod: None,
+                    link: false,
+                    parents: false,
+                    exclude: Vec::new(),
+                    checksum: None,
+                    keep_git_dir: false,
+                    unpack: None,
+                }),
+                vec![empty, ctx],
+                index,
+                Some(span),
+                format!("FROM {image_name} (build context)"),
+            );
+            return Ok(state);
+        }
         let (vertex, base) = self.image_vertex(image_name, &state.platform.clone(), index, span)?;
         state.rootfs = vertex;
         state.base = Some(vertex);

@@ -434,3 +434,25 @@ fn run_heredocs_and_mounts() {
     assert_eq!(ops[3].mounts[0].target, "/c");
     assert_eq!(ops[3].mounts[0].id.as_deref(), Some("/c"));
 }
+
+#[test]
+fn from_a_named_context_copies_it_as_the_root_filesystem() {
+    let df = rbuild_parser::parse("FROM base\nRUN echo\n").unwrap();
+    let mut req = PlanRequest::new(&df);
+    req.named_contexts.insert("base".into());
+    let mut f = fake();
+    let g = plan(&req, &mut f).unwrap();
+    assert!(f.resolved.is_empty(), "a named context is not an image");
+    let run = g.vertex(g.target_stage().output);
+    let copy = g.vertex(run.inputs[0]);
+    match &copy.op {
+        Op::Copy(c) => {
+            assert!(matches!(&c.from, CopyFrom::Context { name, .. } if name == "base"));
+            assert_eq!(
+                (c.sources.as_slice(), c.dest.as_str()),
+                ([".".to_string()].as_slice(), "/")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
