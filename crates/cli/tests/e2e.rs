@@ -734,3 +734,45 @@ fn a_named_build_context_can_be_the_base() {
     ));
     assert!(String::from_utf8_lossy(&out.stderr).contains("from-the-named-context"));
 }
+
+#[test]
+fn run_mounts_bind_from_stages_and_context_and_cache() {
+    if !prerequisites(&["dpkg"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let base_ctx = tmp.path().join("base");
+    busybox_context(&base_ctx);
+    ok(rbuild(&root, &["-t", "bb:1", "."], &base_ctx));
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "ctxfile.txt", "from-the-context\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM bb:1 AS tools\nRUN echo from-a-stage > /tool.txt\n\
+         FROM bb:1\n\
+         RUN --mount=type=bind,from=tools,target=/mnt cat /mnt/tool.txt\n\
+         RUN --mount=type=bind,source=ctxfile.txt,target=/ctx.txt cat /ctx.txt\n\
+         RUN --mount=type=cache,target=/cache echo run >> /cache/log && echo cache-lines-$(wc -l < /cache/log)\n",
+    );
+    let first = ok(rbuild(&root, &["-t", "mounts:1", "."], &ctx));
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        err.contains("from-a-stage") && err.contains("from-the-context"),
+        "{err}"
+    );
+    assert!(err.contains("cache-lines-1"), "{err}");
+    // The cache mount persists across builds; the step re-runs with --no-cache.
+    let second = ok(rbuild(
+        &root,
+        &["build", "--no-cache", "-t", "mounts:1", "."],
+        &ctx,
+    ));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("cache-lines-2"));
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(root.to_str().unwrap()),
+        "a mount view was left behind:\n{mounts}"
+    );
+}

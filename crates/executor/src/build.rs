@@ -617,8 +617,19 @@ impl ViewMount {
             std::fs::create_dir_all(d).map_err(|e| ExecError::io("creating a mount view", e))?;
         }
         let _ = root;
-        crate::fsops::mount_overlay(lowers, None, &path, &empty)
-            .map_err(|e| ExecError::io("mounting a read-only view", e))?;
+        // The mount must outlive this call (the step bind-mounts it), so it
+        // goes into rbuild's own mount namespace; the thread only gets a
+        // working directory of its own in case mount_overlay must chdir.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
+                    .map_err(std::io::Error::from)?;
+                crate::fsops::mount_overlay(lowers, None, &path, &empty)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("mount thread panicked")))
+        })
+        .map_err(|e| ExecError::io("mounting a read-only view", e))?;
         Ok(ViewMount { path })
     }
 }

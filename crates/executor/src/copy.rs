@@ -176,7 +176,7 @@ impl CopyJob {
                         // is sorted), so each file's parent is already open here.
                         let mut dirs: HashMap<String, OwnedFd> = HashMap::new();
                         let mut files = Vec::new();
-                        let dest_root = self.dest_path(path, true);
+                        let dest_root = self.dest_path(path);
                         for f in selection
                             .files
                             .iter()
@@ -386,12 +386,12 @@ impl CopyJob {
         source_path: &str,
         owner: Owner,
     ) -> Result<OwnedFd, ExecError> {
-        let path = self.dest_path(source_path, false);
+        let path = self.dest_path(source_path);
         root.mkdir_all(&path, 0o755, owner)
             .map_err(io_err("creating the destination"))
     }
 
-    fn dest_path(&self, source_path: &str, _dir_contents: bool) -> String {
+    fn dest_path(&self, source_path: &str) -> String {
         let dest = self.op.dest.trim_end_matches('/');
         let dest = if dest.is_empty() { "/" } else { dest };
         if self.op.parents {

@@ -457,8 +457,10 @@ pub fn with_private_mounts<T: Send>(f: impl FnOnce() -> io::Result<T> + Send) ->
 }
 
 /// Mounts an overlay of `lowers` (topmost first) at `target`: writable into
-/// `upper`/`work` when given, read-only otherwise. Must run inside
-/// [`with_private_mounts`]. With no lowers, `empty` stands in.
+/// `upper`/`work` when given, read-only otherwise. With no lowers, `empty`
+/// stands in. Call it on a thread whose working directory is its own
+/// (`CLONE_FS` unshared, as [`with_private_mounts`] does): long option
+/// strings make it `chdir`.
 pub fn mount_overlay(
     lowers: &[PathBuf],
     rw: Option<(&Path, &Path)>,
