@@ -152,6 +152,9 @@ fn open_session(
         .unwrap_or_else(|| common.context.join("Dockerfile"));
     let (source, dockerfile) = read_and_parse(&file)?;
     let root = Arc::new(Root::open(root_dir).map_err(err)?);
+    // Scratch left by killed builds (older than any live build's scratch
+    // could plausibly be) is removed; failing to clean is not an error.
+    let _ = root.clean_tmp(std::time::Duration::from_secs(6 * 3600));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -183,10 +183,13 @@ fn scratch_image_is_valid_for_oci_tools() {
     write(&ctx, "app/debug.log", "ignored\n");
     write(&ctx, ".dockerignore", "**/*.log\n");
     write(&ctx, "run.sh", "#!/bin/sh\necho hi\n");
+    write(&ctx, "one.conf", "conf\n");
+    write(&ctx, "a1.txt", "1\n");
+    write(&ctx, "a2.txt", "2\n");
     write(
         &ctx,
         "Dockerfile",
-        "FROM scratch\nCOPY app /srv/\nCOPY --chmod=0755 run.sh /usr/bin/run\nCOPY <<EOF /etc/motd\nwelcome\nEOF\nENV GREETING=hi\nWORKDIR /srv\nLABEL org.example=yes\nCMD [\"/usr/bin/run\"]\n",
+        "FROM scratch\nCOPY app /srv/\nCOPY *.conf /etc/app.conf\nCOPY a*.txt /texts\nCOPY --chmod=0755 run.sh /usr/bin/run\nCOPY <<EOF /etc/motd\nwelcome\nEOF\nENV GREETING=hi\nWORKDIR /srv\nLABEL org.example=yes\nCMD [\"/usr/bin/run\"]\n",
     );
     let oci = tmp.path().join("image.tar");
     ok(rbuild(
@@ -236,6 +239,16 @@ fn scratch_image_is_valid_for_oci_tools() {
     assert_eq!(
         std::fs::read_to_string(rootfs.join("etc/motd")).unwrap(),
         "welcome\n"
+    );
+    // A wildcard matching one file names the destination file; matching
+    // several, it makes the destination a directory (as in BuildKit).
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/app.conf")).unwrap(),
+        "conf\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("texts/a2.txt")).unwrap(),
+        "2\n"
     );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(rootfs.join("usr/bin/run"))

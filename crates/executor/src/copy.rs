@@ -138,15 +138,16 @@ impl CopyJob {
             preserve_owner: matches!(op.from, CopyFrom::Filesystem) && owner.is_none(),
         };
         let dir_owner = owner.unwrap_or(Owner { uid: 0, gid: 0 });
-        let wildcard = op.sources.iter().any(|s| has_wildcards(s));
         let count = op.sources.len() + op.inline.len();
         let dest_slash = op.dest.ends_with('/');
-        if (count > 1 || wildcard) && !dest_slash && !root.is_dir(&op.dest) {
+        if count > 1 && !dest_slash && !root.is_dir(&op.dest) {
             return Err(ExecError::invalid(
                 "When using COPY with more than one source file, the destination must be a directory and end with a /",
             ));
         }
-        let dest_is_dir = dest_slash || count > 1 || wildcard || root.is_dir(&op.dest);
+        // As in BuildKit, a wildcard matching several files also makes the
+        // destination a directory; matching one, it names the file.
+        let dest_is_dir = dest_slash || count > 1 || root.is_dir(&op.dest);
 
         // Context sources: copy exactly what the selection lists, so that
         // .dockerignore'd files inside a copied directory stay out.
@@ -156,6 +157,7 @@ impl CopyJob {
                 .select(&local, &op.exclude)
                 .map_err(|e| ExecError::invalid(e.to_string()))?;
             for m in &selection.sources {
+                let dest_is_dir = dest_is_dir || m.paths.len() > 1;
                 for (path, resolved) in m.paths.iter().zip(&m.resolved) {
                     let entry = selection.files.iter().find(|f| &f.path == resolved);
                     let is_dir = entry.is_some_and(|e| e.kind == FileKind::Dir);
@@ -283,6 +285,7 @@ impl CopyJob {
                         "failed to compute cache key: \"{source}\": not found"
                     )));
                 }
+                let dest_is_dir = dest_is_dir || items.len() > 1;
                 for item in items {
                     let meta = item.path.metadata().map_err(io_err("reading the source"))?;
                     if item.is_dir {
