@@ -107,6 +107,16 @@ fn busybox_context(dir: &Path) {
     );
 }
 
+/// A temp dir and a root in it holding `bb:1`, busybox built on scratch.
+fn root_with_busybox() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let base_ctx = tmp.path().join("base");
+    busybox_context(&base_ctx);
+    ok(rbuild(&root, &["-t", "bb:1", "."], &base_ctx));
+    (tmp, root)
+}
+
 /// A `docker-registry` on a free loopback port, killed on drop.
 struct Registry {
     child: Child,
@@ -395,11 +405,7 @@ fn run_sees_nothing_of_the_host_and_failures_point_at_the_line() {
     if !prerequisites(&[]) {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    let base_ctx = tmp.path().join("base");
-    busybox_context(&base_ctx);
-    ok(rbuild(&root, &["-t", "bb:1", "."], &base_ctx));
+    let (tmp, root) = root_with_busybox();
     let ctx = tmp.path().join("ctx");
     let marker = tmp.path().join("host-marker");
     std::fs::write(&marker, "secret").unwrap();
@@ -564,11 +570,7 @@ fn docker_loads_and_runs_the_image() {
     if !prerequisites(&["dockerd", "docker", "unshare"]) {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    let base_ctx = tmp.path().join("base");
-    busybox_context(&base_ctx);
-    ok(rbuild(&root, &["-t", "bb:1", "."], &base_ctx));
+    let (tmp, root) = root_with_busybox();
     let ctx = tmp.path().join("ctx");
     write(&ctx, "greeting.txt", "hello from rbuild\n");
     write(
@@ -656,11 +658,7 @@ fn interrupting_a_build_leaves_no_processes_or_mounts() {
     if !prerequisites(&["dpkg"]) {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    let base_ctx = tmp.path().join("base");
-    busybox_context(&base_ctx);
-    ok(rbuild(&root, &["-t", "bb:1", "."], &base_ctx));
+    let (tmp, root) = root_with_busybox();
     let ctx = tmp.path().join("ctx");
     let token = format!("rbuild-interrupt-{}", std::process::id());
     write(
@@ -753,11 +751,7 @@ fn run_mounts_bind_from_stages_and_context_and_cache() {
     if !prerequisites(&["dpkg"]) {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    let base_ctx = tmp.path().join("base");
-    busybox_context(&base_ctx);
-    ok(rbuild(&root, &["-t", "bb:1", "."], &base_ctx));
+    let (tmp, root) = root_with_busybox();
     let ctx = tmp.path().join("ctx");
     write(&ctx, "ctxfile.txt", "from-the-context\n");
     write(

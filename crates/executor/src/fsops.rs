@@ -140,46 +140,31 @@ impl RootDir {
                 };
                 continue;
             }
-            let name = cstr(part.as_bytes())?;
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: valid dirfd, NUL-terminated name, writable stat buffer.
-            let r = unsafe {
-                libc::fstatat(
-                    dir.as_raw_fd(),
-                    name.as_ptr(),
-                    &mut st,
-                    libc::AT_SYMLINK_NOFOLLOW,
-                )
-            };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::ENOENT) {
-                    return Err(e);
+            match file_type_at(&dir, part.as_bytes())? {
+                None => create_dir_at(&dir, part.as_bytes(), mode, owner)?,
+                Some(libc::S_IFDIR) => {}
+                Some(libc::S_IFLNK) => {
+                    links += 1;
+                    if links > 40 {
+                        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                    }
+                    let target =
+                        nix::fcntl::readlinkat(&dir, part.as_str()).map_err(io::Error::from)?;
+                    let target = target.to_string_lossy().into_owned();
+                    if target.starts_with('/') {
+                        stack.clear();
+                        dir = open_root()?;
+                    }
+                    for c in split_components(&target).into_iter().rev() {
+                        queue.push_front(c.to_string());
+                    }
+                    continue;
                 }
-                // SAFETY: valid dirfd and name.
-                check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) })?;
-                chown_at(&dir, part.as_bytes(), owner, false)?;
-                chmod_at(&dir, part.as_bytes(), mode)?;
-            } else if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
-                links += 1;
-                if links > 40 {
-                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                Some(_) => {
+                    return Err(io::Error::other(format!(
+                        "cannot create directory {path}: {part} is not a directory"
+                    )))
                 }
-                let target =
-                    nix::fcntl::readlinkat(&dir, part.as_str()).map_err(io::Error::from)?;
-                let target = target.to_string_lossy().into_owned();
-                if target.starts_with('/') {
-                    stack.clear();
-                    dir = open_root()?;
-                }
-                for c in split_components(&target).into_iter().rev() {
-                    queue.push_front(c.to_string());
-                }
-                continue;
-            } else if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-                return Err(io::Error::other(format!(
-                    "cannot create directory {path}: {part} is not a directory"
-                )));
             }
             let next = open_in_root(
                 dir.as_raw_fd(),
@@ -221,36 +206,10 @@ fn chmod_at(dir: &OwnedFd, name: &[u8], mode: u32) -> io::Result<()> {
     check(unsafe { libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), mode, 0) })
 }
 
-/// Removes whatever non-directory entry is at `name` (COPY replaces files and
-/// links; a directory is merged into instead).
-fn remove_non_dir(dir: &OwnedFd, name: &[u8]) -> io::Result<bool> {
+/// The type bits (`S_IFMT`) of `name` in `dir` without following a
+/// symlink; `None` when there is no such entry.
+fn file_type_at(dir: &OwnedFd, name: &[u8]) -> io::Result<Option<libc::mode_t>> {
     let c = cstr(name)?;
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid dirfd, NUL-terminated name, st is writable.
-    let r = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r < 0 {
-        return Ok(false);
-    }
-    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-        return Ok(true);
-    }
-    // SAFETY: as above.
-    check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) })?;
-    Ok(false)
-}
-
-/// Creates (or opens) directory `name` in `dir` without following a
-/// symlink. `None` when `name` is a symlink: the caller resolves it inside
-/// the root instead (see [`RootDir::mkdir_all`]).
-pub fn mkdir_in(dir: &OwnedFd, name: &str, mode: u32, owner: Owner) -> io::Result<Option<OwnedFd>> {
-    let c = cstr(name.as_bytes())?;
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid dirfd, NUL-terminated name, writable stat buffer.
     let r = unsafe {
@@ -262,15 +221,51 @@ pub fn mkdir_in(dir: &OwnedFd, name: &str, mode: u32, owner: Owner) -> io::Resul
         )
     };
     if r < 0 {
-        // SAFETY: valid dirfd and name.
-        check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode) })?;
-        chown_at(dir, name.as_bytes(), owner, false)?;
-        chmod_at(dir, name.as_bytes(), mode)?;
-    } else if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
-        return Ok(None);
-    } else if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-        remove_non_dir(dir, name.as_bytes())?;
-        return mkdir_in(dir, name, mode, owner);
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOENT) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    Ok(Some(st.st_mode & libc::S_IFMT))
+}
+
+/// `mkdir` of `name` in `dir` with `mode` and `owner`.
+fn create_dir_at(dir: &OwnedFd, name: &[u8], mode: u32, owner: Owner) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid dirfd and name.
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode) })?;
+    chown_at(dir, name, owner, false)?;
+    chmod_at(dir, name, mode)
+}
+
+/// Removes whatever non-directory entry is at `name` (COPY replaces files and
+/// links; a directory is merged into instead).
+fn remove_non_dir(dir: &OwnedFd, name: &[u8]) -> io::Result<bool> {
+    match file_type_at(dir, name)? {
+        None => Ok(false),
+        Some(libc::S_IFDIR) => Ok(true),
+        Some(_) => {
+            let c = cstr(name)?;
+            // SAFETY: valid dirfd and NUL-terminated name.
+            check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) })?;
+            Ok(false)
+        }
+    }
+}
+
+/// Creates (or opens) directory `name` in `dir` without following a
+/// symlink. `None` when `name` is a symlink: the caller resolves it inside
+/// the root instead (see [`RootDir::mkdir_all`]).
+pub fn mkdir_in(dir: &OwnedFd, name: &str, mode: u32, owner: Owner) -> io::Result<Option<OwnedFd>> {
+    match file_type_at(dir, name.as_bytes())? {
+        None => create_dir_at(dir, name.as_bytes(), mode, owner)?,
+        Some(libc::S_IFLNK) => return Ok(None),
+        Some(libc::S_IFDIR) => {}
+        Some(_) => {
+            remove_non_dir(dir, name.as_bytes())?;
+            create_dir_at(dir, name.as_bytes(), mode, owner)?;
+        }
     }
     open_in_root(
         dir.as_raw_fd(),
