@@ -1210,6 +1210,7 @@ impl<'r, 'a> Planner<'r, 'a> {
         env: &BTreeMap<String, String>,
     ) -> Result<(), PlanError> {
         let mut sources = Vec::new();
+        let mut source_spans: Vec<(String, Span)> = Vec::new();
         let mut inline = Vec::new();
         for src in &spec.files.sources {
             match src {
@@ -1218,6 +1219,7 @@ impl<'r, 'a> Planner<'r, 'a> {
                     if spec.from.is_none() && !is_remote(&path) && escapes_root(&path) {
                         return Err(err(PlanErrorKind::PathEscapesContext(path), w.span));
                     }
+                    source_spans.push((path.clone(), w.span));
                     sources.push(path);
                 }
                 CopySource::Heredoc { heredoc, .. } => {
@@ -1268,7 +1270,10 @@ impl<'r, 'a> Planner<'r, 'a> {
                 let digest = self
                     .inputs
                     .select_context(&name, &local, &exclude)
-                    .map_err(|e| err(PlanErrorKind::Context(e), ins.span))?;
+                    .map_err(|e| {
+                        let span = blame_source(&e, &source_spans).unwrap_or(ins.span);
+                        err(PlanErrorKind::Context(e), span)
+                    })?;
                 CopyFrom::Context { name, digest }
             } else {
                 CopyFrom::Filesystem
@@ -1277,7 +1282,10 @@ impl<'r, 'a> Planner<'r, 'a> {
             let digest = self
                 .inputs
                 .select_context("", &local, &exclude)
-                .map_err(|e| err(PlanErrorKind::Context(e), ins.span))?;
+                .map_err(|e| {
+                    let span = blame_source(&e, &source_spans).unwrap_or(ins.span);
+                    err(PlanErrorKind::Context(e), span)
+                })?;
             inputs.push(self.context_vertex("", state.index));
             CopyFrom::Context {
                 name: String::new(),
@@ -1344,6 +1352,15 @@ struct CopySpec<'i> {
     checksum: Option<&'i Word>,
     keep_git_dir: bool,
     unpack: Option<bool>,
+}
+
+/// The source a context error is about (its message quotes the cleaned
+/// path), so the report can point at that word rather than the instruction.
+fn blame_source(message: &str, sources: &[(String, Span)]) -> Option<Span> {
+    sources.iter().find_map(|(path, span)| {
+        let cleaned = path.trim_start_matches("./").trim_start_matches('/');
+        (!cleaned.is_empty() && message.contains(&format!("/{cleaned}\""))).then_some(*span)
+    })
 }
 
 fn is_remote(src: &str) -> bool {

@@ -380,7 +380,11 @@ fn copy_sources_and_destinations() {
     );
     let e = planned("FROM busybox\nCOPY missing /x\n", &[], None, &mut fake()).unwrap_err();
     assert!(e.to_string().contains("not found"), "{e}");
-    assert_eq!(e.span.unwrap().start.line, 2);
+    // The error points at the missing source, not just the instruction.
+    assert_eq!(
+        (e.span.unwrap().start.line, e.span.unwrap().start.column),
+        (2, 6)
+    );
 }
 
 #[test]
