@@ -783,3 +783,61 @@ fn run_mounts_bind_from_stages_and_context_and_cache() {
         "a mount view was left behind:\n{mounts}"
     );
 }
+
+/// Every `<root>/snapshots/*/fs/<rel>` as (path, link count, content).
+fn snapshot_files(root: &Path, rel: &str) -> Vec<(PathBuf, u64, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root.join("snapshots")).unwrap().flatten() {
+        let p = e.path().join("fs").join(rel);
+        if let Ok(m) = p.symlink_metadata() {
+            if m.is_file() {
+                out.push((
+                    p.clone(),
+                    m.nlink(),
+                    std::fs::read_to_string(&p).unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn copy_from_a_stage_links_files_without_sharing_changes() {
+    if !prerequisites(&["dpkg"]) {
+        return;
+    }
+    let (tmp, root) = root_with_busybox();
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM bb:1 AS src\nRUN echo data > /f && chmod 640 /f\n\
+         FROM bb:1\nCOPY --from=src /f /linked\nCOPY --from=src --chown=1000:1000 /f /copied\n\
+         RUN echo changed > /linked && cat /linked /copied\n",
+    );
+    let out = ok(rbuild(&root, &["-t", "links:1", "."], &ctx));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("changed"));
+    // The plain COPY --from shares the source snapshot's inode...
+    let linked = snapshot_files(&root, "linked");
+    assert!(
+        linked.iter().any(|(_, n, c)| *n == 2 && c == "data\n"),
+        "{linked:?}"
+    );
+    // ...the --chown one is a real copy...
+    let copied = snapshot_files(&root, "copied");
+    assert!(copied.iter().all(|(_, n, _)| *n == 1), "{copied:?}");
+    // ...and the RUN that rewrote /linked changed neither the source stage's
+    // file nor the COPY layer (overlay copied it up into the RUN's layer).
+    let sources = snapshot_files(&root, "f");
+    assert!(sources.iter().all(|(_, _, c)| c == "data\n"), "{sources:?}");
+    assert!(
+        linked.iter().any(|(_, _, c)| c == "changed\n"),
+        "the RUN's own layer holds the change"
+    );
+    assert!(snapshot_files(&root, "linked")
+        .iter()
+        .filter(|(_, n, _)| *n == 2)
+        .all(|(_, _, c)| c == "data\n"));
+}

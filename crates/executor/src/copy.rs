@@ -119,13 +119,13 @@ impl CopyJob {
             if let Some(lowers) = &self.source_lowers {
                 fsops::mount_overlay(lowers, None, &src, &empty)?;
             }
-            self.copy_into(&RootDir::open(&mnt)?, &src)
+            self.copy_into(&RootDir::open(&mnt)?, &src, &mnt)
                 .map_err(|e| io::Error::other(e.to_string()))
         });
         result.map_err(|e| ExecError::invalid(e.to_string()))
     }
 
-    fn copy_into(&self, root: &RootDir, src_view: &Path) -> Result<(), ExecError> {
+    fn copy_into(&self, root: &RootDir, src_view: &Path, mnt: &Path) -> Result<(), ExecError> {
         let op = &self.op;
         let owner = match &op.chown {
             Some(c) => Some(resolve_owner(root, c)?),
@@ -276,6 +276,7 @@ impl CopyJob {
         }
 
         // Another stage's or an image's files.
+        let mut linked_names = std::collections::HashSet::new();
         if matches!(op.from, CopyFrom::Filesystem) {
             let view = RootDir::open(src_view).map_err(io_err("opening the source"))?;
             for source in &op.sources {
@@ -323,7 +324,23 @@ impl CopyJob {
                                 base_name(&op.dest),
                             )
                         };
-                        self.copy_file(&item.path, &meta, &dir, &name, attrs)?;
+                        let linked = attrs.owner.is_none()
+                            && attrs.mode.is_none()
+                            && !op.add
+                            && self
+                                .link_from_snapshot(
+                                    src_view,
+                                    &item,
+                                    &meta,
+                                    &dir,
+                                    &name,
+                                    mnt,
+                                    &mut linked_names,
+                                )
+                                .unwrap_or(false);
+                        if !linked {
+                            self.copy_file(&item.path, &meta, &dir, &name, attrs)?;
+                        }
                     }
                 }
             }
@@ -422,6 +439,87 @@ impl CopyJob {
             }
         }
         fsops::copy_entry(host, meta, dir, name.as_ref(), attrs).map_err(io_err("copying"))
+    }
+
+    /// Puts a regular file from another stage into the new layer as a
+    /// hardlink to the source snapshot's inode instead of copying its bytes.
+    ///
+    /// Snapshots are immutable once made (later steps change files by
+    /// overlay copy-up, never in place), and COPY --from without --chown or
+    /// --chmod keeps mode, owner and times, so a link gives the same layer.
+    /// The link goes into the new snapshot's upper dir directly (a link
+    /// cannot cross the overlay mount), so it is only taken when nothing can
+    /// disagree: the file's backing inode is found unambiguously in the
+    /// source layers, nothing exists at the destination name, and the
+    /// destination directory is (or, after a copy-up, becomes) a real
+    /// directory of the upper dir. Any doubt returns `Ok(false)`: copy.
+    #[allow(clippy::too_many_arguments)]
+    fn link_from_snapshot(
+        &self,
+        src_view: &Path,
+        item: &Item,
+        meta: &std::fs::Metadata,
+        dir: &OwnedFd,
+        name: &str,
+        mnt: &Path,
+        linked: &mut std::collections::HashSet<(PathBuf, String)>,
+    ) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(lowers) = &self.source_lowers else {
+            return Ok(false);
+        };
+        if !meta.is_file() || name.contains('/') {
+            return Ok(false);
+        }
+        let Ok(rel) = std::fs::read_link(&item.path)?
+            .strip_prefix(src_view)
+            .map(Path::to_path_buf)
+        else {
+            return Ok(false);
+        };
+        let Some(backing) = fsops::backing_file(lowers, &rel)? else {
+            return Ok(false);
+        };
+        let b = nix::sys::stat::fstat(&backing).map_err(io::Error::from)?;
+        if (
+            b.st_size as u64,
+            b.st_mode,
+            b.st_uid,
+            b.st_gid,
+            b.st_mtime,
+            b.st_mtime_nsec,
+        ) != (
+            meta.size(),
+            meta.mode(),
+            meta.uid(),
+            meta.gid(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+        ) {
+            return Ok(false);
+        }
+        let Ok(drel) = std::fs::read_link(fsops::fd_path(dir))?
+            .strip_prefix(mnt)
+            .map(Path::to_path_buf)
+        else {
+            return Ok(false);
+        };
+        let key = (drel.clone(), name.to_string());
+        if !linked.contains(&key) && fsops::exists_at(dir, name)? {
+            return Ok(false);
+        }
+        let Some(upper_dir) = fsops::upper_dir(&self.upper, &drel, dir)? else {
+            return Ok(false);
+        };
+        if linked.contains(&key) {
+            // A later source with the same name replaces the earlier link.
+            fsops::unlink_at(&upper_dir, name)?;
+        }
+        if fsops::link_at(&backing, &upper_dir, name).is_err() {
+            return Ok(false);
+        }
+        linked.insert(key);
+        Ok(true)
     }
 
     /// Sources in another stage's filesystem: a path (symlinks resolved inside

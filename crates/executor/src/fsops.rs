@@ -340,8 +340,13 @@ pub fn copy_entry(
         chown_at(dst_dir, name_b, owner, false)?;
         set_times(dst_dir, name_b, meta, true)?;
     } else if ft.is_file() {
+        // File to File, so that std copies in the kernel (copy_file_range,
+        // or sendfile) instead of through an 8 KiB buffer.
         let mut input = File::open(src)?;
-        write_file(dst_dir, name, &mut input, mode, owner)?;
+        let mut out = create_file(dst_dir, name_b)?;
+        io::copy(&mut input, &mut out)?;
+        finish_file(&out, mode, owner)?;
+        drop(out);
         set_times(dst_dir, name_b, meta, false)?;
     } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() || ft.is_socket() {
         if ft.is_socket() {
@@ -395,15 +400,10 @@ fn set_times(
     check(unsafe { libc::utimensat(dir.as_raw_fd(), c.as_ptr(), ts.as_ptr(), flags) })
 }
 
-/// Writes `content` as file `name` in `dir` (COPY heredocs, ADD downloads).
-pub fn write_file(
-    dir: &OwnedFd,
-    name: impl AsRef<OsStr>,
-    content: &mut dyn Read,
-    mode: u32,
-    owner: Owner,
-) -> io::Result<()> {
-    let name = name.as_ref().as_bytes();
+/// Creates file `name` in `dir` (replacing a non-directory entry), empty and
+/// private until [`finish_file`] gives it its owner and mode. `O_EXCL` and
+/// `O_NOFOLLOW` mean a link planted at `name` is never followed.
+fn create_file(dir: &OwnedFd, name: &[u8]) -> io::Result<File> {
     remove_non_dir(dir, name)?;
     let c = cstr(name)?;
     // SAFETY: valid dirfd and name.
@@ -419,12 +419,175 @@ pub fn write_file(
         return Err(io::Error::last_os_error());
     }
     // SAFETY: new descriptor we own.
-    let mut out = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    io::copy(content, &mut out)?;
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+fn finish_file(file: &File, mode: u32, owner: Owner) -> io::Result<()> {
     // chown before chmod: chown clears setuid bits.
-    nix::unistd::fchown(&out, Some(owner.uid.into()), Some(owner.gid.into()))
+    nix::unistd::fchown(file, Some(owner.uid.into()), Some(owner.gid.into()))
         .map_err(io::Error::from)?;
-    out.set_permissions(std::fs::Permissions::from_mode(mode))
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
+/// Writes `content` as file `name` in `dir` (COPY heredocs, ADD downloads).
+pub fn write_file(
+    dir: &OwnedFd,
+    name: impl AsRef<OsStr>,
+    content: &mut dyn Read,
+    mode: u32,
+    owner: Owner,
+) -> io::Result<()> {
+    let mut out = create_file(dir, name.as_ref().as_bytes())?;
+    io::copy(content, &mut out)?;
+    finish_file(&out, mode, owner)
+}
+
+/// Whether `name` exists in `dir` (any type, not followed).
+pub fn exists_at(dir: &OwnedFd, name: &str) -> io::Result<bool> {
+    Ok(file_type_at(dir, name.as_bytes())?.is_some())
+}
+
+pub fn unlink_at(dir: &OwnedFd, name: &str) -> io::Result<()> {
+    let c = cstr(name.as_bytes())?;
+    // SAFETY: valid dirfd and NUL-terminated name.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) })
+}
+
+/// Hardlinks the inode open as `src` (an `O_PATH` descriptor) as `name` in `dir`.
+pub fn link_at(src: &OwnedFd, dir: &OwnedFd, name: &str) -> io::Result<()> {
+    let c = cstr(name.as_bytes())?;
+    let empty = cstr(b"")?;
+    // SAFETY: valid descriptors and NUL-terminated names; AT_EMPTY_PATH links `src` itself.
+    check(unsafe {
+        libc::linkat(
+            src.as_raw_fd(),
+            empty.as_ptr(),
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    })
+}
+
+fn is_opaque(dir: &OwnedFd) -> bool {
+    let attr = cstr(b"trusted.overlay.opaque").expect("no NUL");
+    let mut v = [0u8; 1];
+    // SAFETY: valid fd, NUL-terminated name, 1-byte buffer.
+    let n = unsafe { libc::fgetxattr(dir.as_raw_fd(), attr.as_ptr(), v.as_mut_ptr().cast(), 1) };
+    n == 1 && v[0] == b'y'
+}
+
+/// The regular file that backs `rel` in an overlay of `lowers` (topmost
+/// first), opened `O_PATH`; `None` whenever overlay rules (whiteouts, opaque
+/// directories, non-directories hiding what is below them) leave any doubt.
+pub fn backing_file(lowers: &[PathBuf], rel: &Path) -> io::Result<Option<OwnedFd>> {
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            std::path::Component::Normal(p) => parts.push(p.as_bytes().to_vec()),
+            std::path::Component::RootDir | std::path::Component::CurDir => {}
+            _ => return Ok(None),
+        }
+    }
+    let Some((last, dirs)) = parts.split_last() else {
+        return Ok(None);
+    };
+    'layers: for layer in lowers {
+        let Ok(mut cur) = open_dir_abs(layer) else {
+            return Ok(None);
+        };
+        let mut opaque = false;
+        for d in dirs {
+            match file_type_at(&cur, d)? {
+                None if opaque => return Ok(None),
+                None => continue 'layers,
+                Some(libc::S_IFDIR) => {
+                    cur = open_in_root(
+                        cur.as_raw_fd(),
+                        d,
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                        0,
+                    )?;
+                    opaque |= is_opaque(&cur);
+                }
+                Some(_) => return Ok(None),
+            }
+        }
+        match file_type_at(&cur, last)? {
+            Some(libc::S_IFREG) => {
+                return open_in_root(cur.as_raw_fd(), last, libc::O_PATH | libc::O_NOFOLLOW, 0)
+                    .map(Some)
+            }
+            None if !opaque => continue,
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// The upper dir's own directory for the merged directory `merged` (at
+/// `rel` below the mount), copying it up through the overlay first when it
+/// exists only in a lower layer. `None` if that does not give a directory.
+pub fn upper_dir(upper: &Path, rel: &Path, merged: &OwnedFd) -> io::Result<Option<OwnedFd>> {
+    let upper_root = open_dir_abs(upper)?;
+    let rel_bytes = rel.as_os_str().as_bytes();
+    let open = || open_beneath(&upper_root, rel_bytes);
+    match open() {
+        Ok(d) => return Ok(Some(d)),
+        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Ok(None),
+        Err(_) => {}
+    }
+    // A metadata change through the overlay copies the directory (and its
+    // parents) up.
+    let st = nix::sys::stat::fstat(merged).map_err(io::Error::from)?;
+    nix::unistd::fchown(merged, Some(st.st_uid.into()), Some(st.st_gid.into()))
+        .map_err(io::Error::from)?;
+    Ok(open().ok())
+}
+
+/// Opens one of rbuild's own directories (a snapshot, an upper dir) by its
+/// absolute path.
+fn open_dir_abs(path: &Path) -> io::Result<OwnedFd> {
+    let c = cstr(path.as_os_str().as_bytes())?;
+    // SAFETY: plain open of a NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens directory `rel` below `root` without following any symlink.
+fn open_beneath(root: &OwnedFd, rel: &[u8]) -> io::Result<OwnedFd> {
+    const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+    const RESOLVE_BENEATH: u64 = 0x08;
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH,
+    };
+    let c = cstr(if rel.is_empty() { b"." } else { rel })?;
+    // SAFETY: valid open_how and NUL-terminated path.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Runs `f` on a thread with a private mount namespace: every mount it makes

@@ -60,6 +60,7 @@ pub fn write_layer_tar(src_dir: &Path, out: impl Write) -> Result<(String, u64),
     let root = File::open(src_dir).ctx("open", src_dir)?;
     let mut w = LayerWriter {
         out: HashingWriter::new(io::BufWriter::with_capacity(128 * 1024, out)),
+        buf: vec![0; COPY_BUF],
         src: src_dir,
         links: HashMap::new(),
     };
@@ -73,8 +74,28 @@ pub fn write_layer_tar(src_dir: &Path, out: impl Write) -> Result<(String, u64),
     Ok((digest, size))
 }
 
+/// Read size for file contents: `io::copy` through the hashing writer would
+/// read 8 KiB at a time, which makes syscalls dominate for large files.
+const COPY_BUF: usize = 256 * 1024;
+
+/// `io::copy` with a caller-owned buffer of [`COPY_BUF`] bytes.
+fn copy_large(r: &mut impl Read, w: &mut impl Write, buf: &mut [u8]) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
 struct LayerWriter<'a, W: Write> {
     out: HashingWriter<io::BufWriter<W>>,
+    buf: Vec<u8>,
     src: &'a Path,
     /// (dev, inode) of multiply-linked files → the archive path written
     /// first, which later links point at.
@@ -250,7 +271,8 @@ impl<W: Write> LayerWriter<'_, W> {
         self.header(rel, Kind::File, &meta, &xattrs)?;
         // Stream exactly `size` bytes: a file that changes length under us
         // must not desynchronise the archive.
-        let copied = io::copy(&mut (&file).take(meta.size), &mut self.out).ctx("read", path)?;
+        let copied = copy_large(&mut (&file).take(meta.size), &mut self.out, &mut self.buf)
+            .ctx("read", path)?;
         if copied != meta.size {
             return Err(CacheError::io(
                 "read",
