@@ -729,7 +729,8 @@ fn a_named_build_context_can_be_the_base() {
     write(
         &ctx,
         "Dockerfile",
-        "FROM base\nRUN echo from-the-named-context\n",
+        "FROM base\nRUN echo from-the-named-context\n\
+         RUN --mount=type=bind,from=base,source=bin,target=/mnt echo mounted: $(ls /mnt)\n",
     );
     let out = ok(rbuild(
         &tmp.path().join("root"),
@@ -743,7 +744,12 @@ fn a_named_build_context_can_be_the_base() {
         ],
         &ctx,
     ));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("from-the-named-context"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("from-the-named-context"), "{err}");
+    assert!(
+        err.contains("mounted: busybox sh"),
+        "a bind mount of the named context: {err}"
+    );
 }
 
 #[test]

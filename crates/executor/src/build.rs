@@ -483,25 +483,23 @@ impl Executor {
                 Ok(MountSource::Bind(bind(dir, false), None, None))
             }
             MountKind::Bind => {
-                let input = m.input.and_then(|idx| inputs.get(idx)).cloned();
                 let source = m.source.clone().unwrap_or_else(|| ".".into());
-                match input {
-                    Some(fs) if !fs.layers.is_empty() || m.id.is_none() => {
-                        // From a stage or image: a read-only view of its layers.
-                        let view =
-                            ViewMount::new(&self.root, &self.lowerdirs(&fs.layers), scratch, i)?;
-                        let path = resolve_inside(&view.path, &source)?;
-                        Ok(MountSource::Bind(bind(path, true), None, Some(view)))
-                    }
-                    _ => {
-                        let ctx = self
-                            .contexts
-                            .get("")
-                            .ok_or_else(|| ExecError::invalid("no build context"))?;
-                        let path = resolve_inside(ctx.root(), &source)?;
-                        Ok(MountSource::Bind(bind(path, true), None, None))
-                    }
+                if let Some(name) = &m.context {
+                    let ctx = self.contexts.get(name).ok_or_else(|| {
+                        ExecError::invalid(format!("build context {name:?} was not given"))
+                    })?;
+                    let path = resolve_inside(ctx.root(), &source)?;
+                    return Ok(MountSource::Bind(bind(path, true), None, None));
                 }
+                // From a stage or an image: a read-only view of its layers.
+                let layers = m
+                    .input
+                    .and_then(|idx| inputs.get(idx))
+                    .map(|r| r.layers.clone())
+                    .unwrap_or_default();
+                let view = ViewMount::new(&self.root, &self.lowerdirs(&layers), scratch, i)?;
+                let path = resolve_inside(&view.path, &source)?;
+                Ok(MountSource::Bind(bind(path, true), None, Some(view)))
             }
             MountKind::Secret | MountKind::Ssh => {
                 if m.required {

@@ -151,6 +151,9 @@ pub struct ExecMount {
     pub required: bool,
     /// Secret exposed as an environment variable instead of a file.
     pub env: Option<String>,
+    /// For a bind mount of a build context: its name (`""` for the main
+    /// one); `id` then holds the digest of the mounted files.
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1108,19 +1108,24 @@ impl<'r, 'a> Planner<'r, 'a> {
         let source = m.source.as_ref().map(|s| s.value.clone());
         match m.mount_type {
             MountType::Bind | MountType::Cache => {
-                if let Some(from) = &m.from {
-                    let fs = self.filesystem_ref(state, &from.value, from.span)?;
-                    input = Some(inputs.len());
-                    inputs.push(fs);
-                } else if m.mount_type == MountType::Bind {
+                let fs = match &m.from {
+                    Some(from) => Some(self.filesystem_ref(state, &from.value, from.span)?),
+                    None => None,
+                };
+                // A bind of a build context: the main one (no `from`) or a
+                // named one. The files' digest enters the key through `id`.
+                let context = match fs.map(|f| &self.dag[f].op) {
+                    None if m.mount_type == MountType::Bind => Some(String::new()),
+                    Some(Op::Context { name }) => Some(name.clone()),
+                    _ => None,
+                };
+                if let Some(name) = context {
                     let src = source.clone().unwrap_or_else(|| ".".into());
                     let digest = self
                         .inputs
-                        .select_context("", std::slice::from_ref(&src), &[])
+                        .select_context(&name, std::slice::from_ref(&src), &[])
                         .map_err(|e| err(PlanErrorKind::Context(e), span))?;
-                    let ctx = self.context_vertex("", state.index);
-                    // The context's digest for this path enters the key through
-                    // the mount's id field (the context vertex itself has none).
+                    let ctx = self.context_vertex(&name, state.index);
                     input = Some(inputs.len());
                     inputs.push(ctx);
                     return Ok(ExecMount {
@@ -1137,7 +1142,12 @@ impl<'r, 'a> Planner<'r, 'a> {
                         size: None,
                         required: false,
                         env: None,
+                        context: Some(name),
                     });
+                }
+                if let Some(fs) = fs {
+                    input = Some(inputs.len());
+                    inputs.push(fs);
                 }
             }
             _ => {}
@@ -1169,6 +1179,7 @@ impl<'r, 'a> Planner<'r, 'a> {
             size: m.size,
             required: m.required,
             env: m.env.as_ref().map(|e| e.value.clone()),
+            context: None,
         })
     }
 
