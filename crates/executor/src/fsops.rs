@@ -38,12 +38,15 @@ fn check(ret: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// `openat2(dirfd, path, flags, mode, RESOLVE_IN_ROOT)`.
-fn open_in_root(dirfd: RawFd, path: &[u8], flags: i32, mode: u32) -> io::Result<OwnedFd> {
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_BENEATH: u64 = 0x08;
+
+/// `openat2(dirfd, path, flags, mode, resolve)`.
+fn openat2(dirfd: RawFd, path: &[u8], flags: i32, mode: u32, resolve: u64) -> io::Result<OwnedFd> {
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: u64::from(mode),
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        resolve,
     };
     let c = cstr(if path.is_empty() { b"." } else { path })?;
     // SAFETY: `how` is a valid open_how of the size we pass; `c` is NUL-terminated.
@@ -61,6 +64,17 @@ fn open_in_root(dirfd: RawFd, path: &[u8], flags: i32, mode: u32) -> io::Result<
     }
     // SAFETY: the kernel returned a new descriptor that we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Opens `path` below `dirfd` as if `dirfd` were `/`: symlinks re-rooted, `..` clamped.
+fn open_in_root(dirfd: RawFd, path: &[u8], flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    openat2(
+        dirfd,
+        path,
+        flags,
+        mode,
+        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    )
 }
 
 /// The path of an open descriptor, for APIs that take paths.
@@ -565,29 +579,13 @@ fn open_dir_abs(path: &Path) -> io::Result<OwnedFd> {
 
 /// Opens directory `rel` below `root` without following any symlink.
 fn open_beneath(root: &OwnedFd, rel: &[u8]) -> io::Result<OwnedFd> {
-    const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-    const RESOLVE_BENEATH: u64 = 0x08;
-    let how = OpenHow {
-        flags: (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH,
-    };
-    let c = cstr(if rel.is_empty() { b"." } else { rel })?;
-    // SAFETY: valid open_how and NUL-terminated path.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: new descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    openat2(
+        root.as_raw_fd(),
+        rel,
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        0,
+        RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH,
+    )
 }
 
 /// Runs `f` on a thread with a private mount namespace: every mount it makes
