@@ -15,10 +15,12 @@
 //!
 //! Crash safety: every file is written to `tmp/`, fsynced and renamed into
 //! place (then the directory is fsynced); an index entry (key record, tag)
-//! is written only after what it points to is durable. Callers that fill a
-//! snapshot call [`Root::sync`] before recording it. Whatever a killed
-//! process leaves behind is in `tmp/` or is an unreferenced snapshot: never
-//! a half-written blob, record or index.
+//! is written only after what it points to is complete. Snapshot contents
+//! are the exception: they are not fsynced, and a snapshot written before
+//! the machine last booted is re-hashed against its diff_id before it is
+//! used again ([`Root::snapshot_intact`]). Whatever a killed process leaves
+//! behind is in `tmp/` or is an unreferenced snapshot: never a half-written
+//! blob, record or index.
 //!
 //! The crate never runs processes and never mounts anything; it only reads
 //! and writes the dirs above.

@@ -20,6 +20,9 @@ const FORMAT: &str = "rbuild-root 1";
 #[derive(Debug, Clone)]
 pub struct Root {
     path: PathBuf,
+    /// This machine boot's id: snapshots are marked with the boot that made
+    /// them (see [`Root::snapshot_intact`]).
+    pub(crate) boot: std::sync::Arc<str>,
 }
 
 impl Root {
@@ -35,7 +38,10 @@ impl Root {
         // options and in other processes' argv, where a relative path would
         // be resolved against the wrong cwd.
         let path = fs::canonicalize(path).ctx("canonicalize", path)?;
-        let root = Root { path };
+        let root = Root {
+            path,
+            boot: crate::snapshots::current_boot().into(),
+        };
         for dir in ["blobs/sha256", "snapshots", "keys", "store", "tmp", "locks"] {
             mkdir_p(&root.path.join(dir))?;
         }
@@ -63,15 +69,6 @@ impl Root {
 
     pub(crate) fn tmp_path(&self) -> PathBuf {
         self.path.join("tmp")
-    }
-
-    /// Flush everything written to the root's filesystem to disk
-    /// (`syncfs`). Call it after filling a snapshot and before writing the
-    /// key record that points at it: per-file fsync of a whole unpacked
-    /// layer would cost far more than one syncfs.
-    pub fn sync(&self) -> Result<(), CacheError> {
-        let dir = File::open(&self.path).ctx("open", &self.path)?;
-        nix::unistd::syncfs(&dir).ctx("syncfs", &self.path)
     }
 
     /// Remove what killed processes left in `ROOT/tmp`: entries whose

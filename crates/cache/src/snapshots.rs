@@ -5,6 +5,13 @@
 //! Numbers are never reused (a persistent counter, `snapshots/.next`, only
 //! grows): a stale key record that still names a removed snapshot must find
 //! nothing rather than some other layer's files.
+//!
+//! Layer data is never fsynced (a syncfs per step costs more than the step;
+//! see ARCHITECTURE.md). Instead each snapshot carries an empty file
+//! `made-in-boot-<boot id>` naming the machine boot that wrote it: within
+//! that boot the page cache makes the files good whatever happens to the
+//! process, and after a reboot a snapshot is re-hashed against its diff_id
+//! once before anything builds on it ([`Root::snapshot_intact`]).
 
 use std::fmt;
 use std::fs;
@@ -17,6 +24,22 @@ use crate::{CacheError, Root};
 
 /// Serialises snapshot numbering across processes.
 const SNAPSHOTS_LOCK: &str = "rbuild.snapshots";
+
+/// Name prefix of the empty file that records which boot made a snapshot.
+const BOOT_MARK: &str = "made-in-boot-";
+
+/// The kernel's id for this boot of the machine (`"unknown"` without procfs,
+/// which makes every snapshot look current: no worse than no check).
+pub(crate) fn current_boot() -> &'static str {
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && !s.contains('/'))
+            .unwrap_or_else(|| "unknown".into())
+    })
+}
 
 /// A snapshot's number. `Display` prints just the number (it is the dir
 /// name).
@@ -71,6 +94,9 @@ impl Root {
         for sub in ["fs", "work"] {
             fs::create_dir(dir.join(sub)).ctx("create dir", dir.join(sub))?;
         }
+        // Only the name matters, so the dir fsync below makes the mark durable.
+        let mark = dir.join(format!("{BOOT_MARK}{}", self.boot));
+        fs::File::create(&mark).ctx("create", &mark)?;
         fsync_dir(&dir)?;
         fsync_parent(&dir)?;
         Ok((id, dir.join("fs")))
@@ -94,6 +120,63 @@ impl Root {
     /// Whether the snapshot dir exists.
     pub fn has_snapshot(&self, id: SnapshotId) -> bool {
         self.snapshot_path(id).is_dir()
+    }
+
+    /// Whether snapshot `id` exists and can be trusted to hold the layer
+    /// `diff_id`, for building on it or exporting it.
+    ///
+    /// A snapshot made during this boot is trusted as is. One made during an
+    /// earlier boot may have lost unsynced data in a machine crash, so it is
+    /// re-hashed once; when it matches `diff_id` its boot mark is removed
+    /// (what was just read back is on disk) and it is trusted from then on.
+    /// Without a `diff_id` to compare, such a snapshot is not trusted: the
+    /// caller rebuilds it.
+    pub fn snapshot_intact(
+        &self,
+        id: SnapshotId,
+        diff_id: Option<&str>,
+    ) -> Result<bool, CacheError> {
+        let dir = self.snapshot_dir(id);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(CacheError::io("read dir", dir, e)),
+        };
+        let mut marks = Vec::new();
+        for entry in entries {
+            let name = entry.ctx("read dir", &dir)?.file_name();
+            if let Some(boot) = name.to_str().and_then(|n| n.strip_prefix(BOOT_MARK)) {
+                if boot == &*self.boot {
+                    return Ok(self.snapshot_path(id).is_dir());
+                }
+                marks.push(dir.join(&name));
+            }
+        }
+        if marks.is_empty() {
+            return Ok(self.snapshot_path(id).is_dir());
+        }
+        let Some(expected) = diff_id.filter(|d| !d.is_empty()) else {
+            return Ok(false);
+        };
+        match crate::write_layer_tar(&self.snapshot_path(id), io::sink()) {
+            Ok((actual, _)) if actual == expected => {
+                for m in marks {
+                    fs::remove_file(&m).ctx("remove", &m)?;
+                }
+                fsync_dir(&dir)?;
+                Ok(true)
+            }
+            // Damaged (or unreadable): not usable; the caller makes a new one.
+            _ => Ok(false),
+        }
+    }
+
+    /// Test hook: pretend to be running in boot `boot` (snapshots made
+    /// before look like they survived a reboot).
+    #[doc(hidden)]
+    pub fn with_boot_id(mut self, boot: &str) -> Root {
+        self.boot = boot.into();
+        self
     }
 
     /// All snapshot ids on disk, ascending.
@@ -176,6 +259,36 @@ mod tests {
         // Removing twice is not an error.
         root.remove_snapshot(b).unwrap();
         assert_eq!(fs::read_dir(root.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn snapshots_from_an_earlier_boot_are_verified_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Root::open(dir.path()).unwrap().with_boot_id("boot-a");
+        let (good, p) = old.new_snapshot_dir().unwrap();
+        fs::write(p.join("f"), b"hello").unwrap();
+        let (diff_id, _) = crate::write_layer_tar(&p, io::sink()).unwrap();
+        let (bad, q) = old.new_snapshot_dir().unwrap();
+        fs::write(q.join("f"), b"hello").unwrap();
+        // Same boot: trusted without reading anything.
+        assert!(old.snapshot_intact(good, None).unwrap());
+        assert!(old.snapshot_intact(bad, Some("sha256:whatever")).unwrap());
+
+        // After a "crash", `bad` lost its data.
+        fs::write(q.join("f"), b"").unwrap();
+        let new = Root::open(dir.path()).unwrap().with_boot_id("boot-b");
+        assert!(
+            !new.snapshot_intact(good, None).unwrap(),
+            "no diff_id, no trust"
+        );
+        assert!(!new.snapshot_intact(bad, Some(&diff_id)).unwrap());
+        assert!(new.snapshot_intact(good, Some(&diff_id)).unwrap());
+        // Verified once: trusted from then on, even in a third boot.
+        let third = Root::open(dir.path()).unwrap().with_boot_id("boot-c");
+        assert!(third.snapshot_intact(good, None).unwrap());
+        assert!(!third
+            .snapshot_intact(SnapshotId(99), Some(&diff_id))
+            .unwrap());
     }
 
     #[test]

@@ -847,3 +847,106 @@ fn copy_from_a_stage_links_files_without_sharing_changes() {
         .filter(|(_, n, _)| *n == 2)
         .all(|(_, _, c)| c == "data\n"));
 }
+
+#[test]
+fn copy_from_a_stage_links_whole_directories_like_a_copy() {
+    if !prerequisites(&["dpkg"]) {
+        return;
+    }
+    let (tmp, root) = root_with_busybox();
+    let ctx = tmp.path().join("ctx");
+    // The source directory spans two layers, one of which deletes a file;
+    // the destination exists already and has a `sub` the copy merges into.
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM bb:1 AS src\n\
+         RUN mkdir -p /d/sub && echo a > /d/a && echo b > /d/sub/b && ln -s a /d/l && chmod 600 /d/sub/b\n\
+         RUN rm /d/a && echo c > /d/c\n\
+         FROM bb:1\n\
+         RUN mkdir -p /app/sub && echo old > /app/sub/old\n\
+         COPY --from=src /d /app/\n\
+         RUN cd /app && ls -A . sub && stat -c '%n %a' sub/b && readlink l && cat c && echo changed > c\n",
+    );
+    let out = ok(rbuild(&root, &["-t", "dirlinks:1", "."], &ctx));
+    let log = String::from_utf8_lossy(&out.stderr);
+    let step = log
+        .lines()
+        .find(|l| l.contains(" RUN cd /app"))
+        .and_then(|l| l.split(' ').next())
+        .expect("the RUN step's progress line");
+    let output: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix(step).and_then(|r| r.strip_prefix(' ')))
+        .filter(|l| !l.starts_with("RUN ") && !l.starts_with("DONE "))
+        .collect();
+    // Exactly the merged source (no `a`, deleted in its second layer), the
+    // old file kept, modes and the symlink as they were.
+    assert_eq!(
+        output,
+        [
+            ".:",
+            "c",
+            "l",
+            "sub",
+            "",
+            "sub:",
+            "b",
+            "old",
+            "sub/b 600",
+            "a",
+            "c"
+        ],
+        "{log}"
+    );
+    // The COPY layer links the source's inode; the RUN's change went to its
+    // own layer, leaving the source stage and the COPY layer as they were.
+    let copies = snapshot_files(&root, "app/c");
+    assert!(
+        copies.iter().any(|(_, n, c)| *n == 2 && c == "c\n"),
+        "{copies:?}"
+    );
+    assert!(
+        copies.iter().any(|(_, _, c)| c == "changed\n"),
+        "{copies:?}"
+    );
+    let sources = snapshot_files(&root, "d/c");
+    assert!(sources.iter().all(|(_, _, c)| c == "c\n"), "{sources:?}");
+}
+
+#[test]
+fn layers_outside_the_target_are_hashed_when_an_image_needs_them() {
+    if !prerequisites(&["dpkg"]) {
+        return;
+    }
+    let (tmp, root) = root_with_busybox();
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM bb:1 AS a\nRUN echo a > /a\nFROM bb:1\nCOPY --from=a /a /a\n",
+    );
+    ok(rbuild(&root, &["-t", "full:1", "."], &ctx));
+    // Stage a's layer was recorded without a diff_id; now it is in the image.
+    let archive = tmp.path().join("a.tar");
+    let dest = format!("type=oci,dest={}", archive.display());
+    let out = ok(rbuild(
+        &root,
+        &["--target", "a", "-t", "a:1", "--output", &dest, "."],
+        &ctx,
+    ));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("CACHED"), "{log}");
+    let layout = tmp.path().join("a-layout");
+    untar(&archive, &layout);
+    let inspect = ok(rbuild(&root, &["inspect", "a:1"], &ctx));
+    let config: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let diff_ids = config["config"]["rootfs"]["diff_ids"].as_array().unwrap();
+    let last = diff_ids.last().unwrap().as_str().unwrap();
+    assert!(last.starts_with("sha256:") && last.len() == 71, "{config}");
+    // The exported layer is that diff_id (the export checks it too).
+    assert!(layout
+        .join("blobs/sha256")
+        .join(last.trim_start_matches("sha256:"))
+        .exists());
+}

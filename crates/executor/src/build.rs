@@ -3,7 +3,7 @@
 //! bounds the heavy work (`--jobs`). Every layer-making vertex is looked up by
 //! its cache key first and recorded after it succeeds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +33,19 @@ pub struct LayerRef {
     pub blob: String,
     pub blob_size: u64,
     pub media_type: String,
+}
+
+impl LayerRef {
+    /// A layer rbuild made whose diff_id is not known (yet).
+    fn unhashed(snap: SnapshotId) -> LayerRef {
+        LayerRef {
+            snapshot: snap.0,
+            diff_id: String::new(),
+            blob: String::new(),
+            blob_size: 0,
+            media_type: LAYER_TAR.into(),
+        }
+    }
 }
 
 /// What the key index remembers for a step: the layer it made, if any.
@@ -97,6 +110,15 @@ fn with_diff_ids(r: Arc<VertexResult>, done: &HashMap<u64, LayerRef>) -> Arc<Ver
     Arc::new(fixed)
 }
 
+/// What a vertex's task shares with the others.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    permits: &'a Semaphore,
+    commits: &'a Commits,
+    /// Whether the vertex's layer is part of the target image.
+    in_image: bool,
+}
+
 type Pending = Shared<BoxFuture<'static, Result<Arc<VertexResult>, Arc<ExecError>>>>;
 
 impl Executor {
@@ -107,6 +129,10 @@ impl Executor {
     ) -> Result<HashMap<NodeId, Arc<VertexResult>>, ExecError> {
         let permits = Arc::new(Semaphore::new(self.jobs.max(1)));
         let commits: Commits = Arc::default();
+        // Only the target image's layers need a diff_id now; other stages'
+        // layers get theirs if and when an image includes them.
+        let image_layers: Arc<HashSet<NodeId>> =
+            Arc::new(graph.target_layers().into_iter().collect());
         let mut pending: HashMap<NodeId, Pending> = HashMap::new();
         let mut handles = Vec::new();
         for id in graph.topological_order() {
@@ -120,10 +146,16 @@ impl Executor {
             let g = graph.clone();
             let permits = permits.clone();
             let commits = commits.clone();
+            let in_image = image_layers.contains(&id);
             let task = tokio::spawn(async move {
                 let results = futures_util::future::try_join_all(inputs).await?;
                 let vertex = g.vertex(id);
-                this.run_vertex(id, vertex, &results, &permits, &commits)
+                let step = Step {
+                    permits: &permits,
+                    commits: &commits,
+                    in_image,
+                };
+                this.run_vertex(id, vertex, &results, step)
                     .await
                     .map(Arc::new)
                     .map_err(|e| Arc::new(e.at(vertex.span, &vertex.description)))
@@ -184,8 +216,7 @@ impl Executor {
         id: NodeId,
         vertex: &Vertex,
         inputs: &[Arc<VertexResult>],
-        permits: &Semaphore,
-        commits: &Commits,
+        step: Step<'_>,
     ) -> Result<VertexResult, ExecError> {
         let n = id.index();
         let parent = || inputs.first().map(|r| r.layers.clone()).unwrap_or_default();
@@ -224,7 +255,9 @@ impl Executor {
             if let Some(rec) = self.root.get_key::<StepRecord>(key)? {
                 let usable = match &rec.layer {
                     // The snapshot is the layer; its tar is made on demand.
-                    Some(l) => self.root.has_snapshot(SnapshotId(l.snapshot)),
+                    Some(l) => self
+                        .root
+                        .snapshot_intact(SnapshotId(l.snapshot), Some(&l.diff_id))?,
                     None => true,
                 };
                 if usable {
@@ -234,6 +267,12 @@ impl Executor {
                     });
                     (self.progress)(Event::Cached { vertex: n });
                     let made_layer = rec.layer.is_some();
+                    if let Some(l) = &rec.layer {
+                        if l.diff_id.is_empty() && step.in_image {
+                            // Made by a build that did not need its diff_id.
+                            self.hash_in_background(SnapshotId(l.snapshot), key, step.commits);
+                        }
+                    }
                     layers.extend(rec.layer);
                     return Ok(VertexResult {
                         layers,
@@ -243,7 +282,8 @@ impl Executor {
                 }
             }
         }
-        let _permit = permits
+        let _permit = step
+            .permits
             .acquire()
             .await
             .map_err(|_| ExecError::invalid("scheduler closed"))?;
@@ -263,20 +303,14 @@ impl Executor {
             let _ = self.root.remove_snapshot(snap);
             return Err(e);
         }
-        let made_layer = self.commit_layer(snap, key, commits).await?;
+        let made_layer = self.commit_layer(snap, key, step)?;
         (self.progress)(Event::Done {
             vertex: n,
             seconds: start.elapsed().as_secs_f64(),
         });
         if made_layer {
             // The diff_id is filled in when the background hash finishes.
-            layers.push(LayerRef {
-                snapshot: snap.0,
-                diff_id: String::new(),
-                blob: String::new(),
-                blob_size: 0,
-                media_type: LAYER_TAR.into(),
-            });
+            layers.push(LayerRef::unhashed(snap));
         }
         Ok(VertexResult {
             layers,
@@ -288,20 +322,13 @@ impl Executor {
     /// Turns a finished snapshot into a layer; an empty snapshot makes none
     /// (returns false).
     ///
-    /// The layer's diff_id is computed in one streaming pass that writes
-    /// nothing (the tar itself is produced from the snapshot when an image
-    /// leaves the store), and off the critical path: steps that build on
-    /// this one only need the snapshot, so the hash runs in the background
-    /// while they start, and the step's cache record is written when it is
-    /// done. Nothing is fsynced: the cache survives the process being killed
-    /// at any point (the page cache keeps what was written), and a machine
-    /// crash can at worst lose records of the last steps, which then re-run.
-    async fn commit_layer(
-        &self,
-        snap: SnapshotId,
-        key: &str,
-        commits: &Commits,
-    ) -> Result<bool, ExecError> {
+    /// Layers of the target image need their diff_id, which is hashed in
+    /// the background ([`Executor::hash_in_background`]). Other stages'
+    /// layers are recorded at once with an empty diff_id: COPY --from and
+    /// bind mounts only need their snapshot, and a later build whose image
+    /// includes one hashes it then. Nothing is fsynced (see
+    /// `rbuild_cache::Root::snapshot_intact`).
+    fn commit_layer(&self, snap: SnapshotId, key: &str, step: Step<'_>) -> Result<bool, ExecError> {
         let dir = self.root.snapshot_path(snap);
         let empty = std::fs::read_dir(&dir)
             .map_err(|e| ExecError::io(format!("reading {}", dir.display()), e))?
@@ -312,6 +339,21 @@ impl Executor {
             self.root.put_key(key, &StepRecord { layer: None })?;
             return Ok(false);
         }
+        if !step.in_image {
+            let layer = Some(LayerRef::unhashed(snap));
+            self.root.put_key(key, &StepRecord { layer })?;
+            return Ok(true);
+        }
+        self.hash_in_background(snap, key, step.commits);
+        Ok(true)
+    }
+
+    /// Computes snapshot `snap`'s diff_id in one streaming pass that writes
+    /// nothing (the tar itself is produced when an image leaves the store),
+    /// off the critical path: steps that build on this one only need the
+    /// snapshot, so they start while it runs. The step's record under `key`
+    /// is written when it is done; [`Executor::finish_commits`] waits for it.
+    fn hash_in_background(&self, snap: SnapshotId, key: &str, commits: &Commits) {
         let root = self.root.clone();
         let key = key.to_string();
         let hash = tokio::task::spawn_blocking(move || {
@@ -332,7 +374,6 @@ impl Executor {
             Ok(layer)
         });
         commits.lock().unwrap_or_else(|e| e.into_inner()).push(hash);
-        Ok(true)
     }
 
     /// Waits for every background layer hash; returns the layers by snapshot.

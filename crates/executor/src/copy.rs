@@ -287,10 +287,23 @@ impl CopyJob {
                     )));
                 }
                 let dest_is_dir = dest_is_dir || items.len() > 1;
+                // Linking a whole directory writes into the upper dir behind
+                // the overlay's back, so only when no other source of this
+                // COPY can write to the same names.
+                let may_link_dir = attrs.owner.is_none()
+                    && attrs.mode.is_none()
+                    && !op.add
+                    && op.sources.len() == 1
+                    && items.len() == 1;
                 for item in items {
                     let meta = item.path.metadata().map_err(io_err("reading the source"))?;
                     if item.is_dir {
                         let base = self.dest_dir(root, &item.name, dir_owner)?;
+                        if may_link_dir
+                            && self.link_dir_contents(src_view, &item, &base, mnt, attrs)?
+                        {
+                            continue;
+                        }
                         let mut children: Vec<_> = std::fs::read_dir(&item.path)
                             .map_err(io_err("reading the source"))?
                             .collect::<Result<_, _>>()
@@ -519,6 +532,64 @@ impl CopyJob {
             return Ok(false);
         }
         linked.insert(key);
+        Ok(true)
+    }
+
+    /// Puts the contents of another stage's directory `item` into `base`
+    /// (a directory of the overlay mount at `mnt`) by hardlinking, as
+    /// [`CopyJob::link_from_snapshot`] does for one file: the source layers
+    /// are read directly ([`crate::merged`]) and the new entries are made in
+    /// the upper dir. A name that already exists in `base` is copied through
+    /// the overlay instead, which merges with or replaces what is there.
+    /// `Ok(false)` (nothing done) when the source or the destination cannot
+    /// be matched to real directories.
+    fn link_dir_contents(
+        &self,
+        src_view: &Path,
+        item: &Item,
+        base: &OwnedFd,
+        mnt: &Path,
+        attrs: CopyAttrs,
+    ) -> Result<bool, ExecError> {
+        let Some(lowers) = &self.source_lowers else {
+            return Ok(false);
+        };
+        let read = io_err("reading the source");
+        let Ok(rel) = std::fs::read_link(&item.path)
+            .map_err(&read)?
+            .strip_prefix(src_view)
+            .map(Path::to_path_buf)
+        else {
+            return Ok(false);
+        };
+        let Some(src) = crate::merged::open_dir(lowers, &rel).map_err(&read)? else {
+            return Ok(false);
+        };
+        let Ok(drel) = std::fs::read_link(fsops::fd_path(base))
+            .map_err(io_err("reading the destination"))?
+            .strip_prefix(mnt)
+            .map(Path::to_path_buf)
+        else {
+            return Ok(false);
+        };
+        let Some(upper) = fsops::upper_dir(&self.upper, &drel, base)
+            .map_err(io_err("copying up the destination"))?
+        else {
+            return Ok(false);
+        };
+        for e in src.entries().map_err(&read)? {
+            let exists =
+                fsops::file_type_at(base, std::os::unix::ffi::OsStrExt::as_bytes(&*e.name))
+                    .map_err(io_err("copying"))?
+                    .is_some();
+            if exists {
+                let path = item.path.join(&e.name);
+                let meta = path.symlink_metadata().map_err(&read)?;
+                fsops::copy_entry(&path, &meta, base, &e.name, attrs).map_err(io_err("copying"))?;
+            } else {
+                src.link_entry(&e, &upper).map_err(io_err("linking"))?;
+            }
+        }
         Ok(true)
     }
 

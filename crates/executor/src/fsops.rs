@@ -222,7 +222,7 @@ fn chmod_at(dir: &OwnedFd, name: &[u8], mode: u32) -> io::Result<()> {
 
 /// The type bits (`S_IFMT`) of `name` in `dir` without following a
 /// symlink; `None` when there is no such entry.
-fn file_type_at(dir: &OwnedFd, name: &[u8]) -> io::Result<Option<libc::mode_t>> {
+pub(crate) fn file_type_at(dir: &OwnedFd, name: &[u8]) -> io::Result<Option<libc::mode_t>> {
     let c = cstr(name)?;
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid dirfd, NUL-terminated name, writable stat buffer.
@@ -329,22 +329,14 @@ pub fn copy_entry(
             // SAFETY: valid dirfd and name.
             check(unsafe { libc::mkdirat(dst_dir.as_raw_fd(), c.as_ptr(), 0o700) })?;
         }
-        let sub = open_in_root(
-            dst_dir.as_raw_fd(),
-            name_b,
-            libc::O_DIRECTORY | libc::O_RDONLY | libc::O_NOFOLLOW,
-            0,
-        )?;
+        let sub = open_dir_at(dst_dir, name_b)?;
         let mut children: Vec<_> = std::fs::read_dir(src)?.collect::<Result<_, _>>()?;
         children.sort_by_key(|e| e.file_name());
         for child in children {
             let cmeta = child.path().symlink_metadata()?;
             copy_entry(&child.path(), &cmeta, &sub, &child.file_name(), attrs)?;
         }
-        chown_at(dst_dir, name_b, owner, false)?;
-        chmod_at(dst_dir, name_b, mode)?;
-        set_times(dst_dir, name_b, meta, false)?;
-        return Ok(());
+        return set_attrs(dst_dir, name_b, owner, mode, meta);
     }
     remove_non_dir(dst_dir, name_b)?;
     if ft.is_symlink() {
@@ -467,6 +459,58 @@ pub fn unlink_at(dir: &OwnedFd, name: &str) -> io::Result<()> {
     check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) })
 }
 
+/// Hardlinks `src_name` in `src_dir` (not followed) as `name` in `dir`.
+pub(crate) fn link_named(
+    src_dir: &OwnedFd,
+    src_name: &[u8],
+    dir: &OwnedFd,
+    name: &[u8],
+) -> io::Result<()> {
+    let from = cstr(src_name)?;
+    let to = cstr(name)?;
+    // SAFETY: valid descriptors and NUL-terminated names.
+    check(unsafe {
+        libc::linkat(
+            src_dir.as_raw_fd(),
+            from.as_ptr(),
+            dir.as_raw_fd(),
+            to.as_ptr(),
+            0,
+        )
+    })
+}
+
+/// Opens directory `name` in `dir`, not following a symlink.
+pub(crate) fn open_dir_at(dir: &OwnedFd, name: &[u8]) -> io::Result<OwnedFd> {
+    open_in_root(
+        dir.as_raw_fd(),
+        name,
+        libc::O_DIRECTORY | libc::O_RDONLY | libc::O_NOFOLLOW,
+        0,
+    )
+}
+
+/// `mkdir` of `name` in `dir`, private (0700) until [`set_attrs`] runs
+/// after its contents are in place, as [`copy_entry`] does.
+pub(crate) fn mkdir_private(dir: &OwnedFd, name: &[u8]) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid dirfd and name.
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o700) })
+}
+
+/// Gives `name` in `dir` (not a symlink) its owner, mode and `meta`'s times.
+pub(crate) fn set_attrs(
+    dir: &OwnedFd,
+    name: &[u8],
+    owner: Owner,
+    mode: u32,
+    meta: &std::fs::Metadata,
+) -> io::Result<()> {
+    chown_at(dir, name, owner, false)?;
+    chmod_at(dir, name, mode)?;
+    set_times(dir, name, meta, false)
+}
+
 /// Hardlinks the inode open as `src` (an `O_PATH` descriptor) as `name` in `dir`.
 pub fn link_at(src: &OwnedFd, dir: &OwnedFd, name: &str) -> io::Result<()> {
     let c = cstr(name.as_bytes())?;
@@ -483,7 +527,7 @@ pub fn link_at(src: &OwnedFd, dir: &OwnedFd, name: &str) -> io::Result<()> {
     })
 }
 
-fn is_opaque(dir: &OwnedFd) -> bool {
+pub(crate) fn is_opaque(dir: &OwnedFd) -> bool {
     let attr = cstr(b"trusted.overlay.opaque").expect("no NUL");
     let mut v = [0u8; 1];
     // SAFETY: valid fd, NUL-terminated name, 1-byte buffer.
@@ -561,7 +605,7 @@ pub fn upper_dir(upper: &Path, rel: &Path, merged: &OwnedFd) -> io::Result<Optio
 
 /// Opens one of rbuild's own directories (a snapshot, an upper dir) by its
 /// absolute path.
-fn open_dir_abs(path: &Path) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir_abs(path: &Path) -> io::Result<OwnedFd> {
     let c = cstr(path.as_os_str().as_bytes())?;
     // SAFETY: plain open of a NUL-terminated path.
     let fd = unsafe {
@@ -648,82 +692,14 @@ pub fn mount_overlay(
             )
             .map_err(io::Error::from)
         }
-        None => {
-            let opts = overlay_options(&lowers, None)?;
-            if let Some(dir) = &opts.0 {
-                std::env::set_current_dir(dir)?;
-            }
-            mount(
-                Some("overlay"),
-                target,
-                Some("overlay"),
-                MsFlags::MS_RDONLY,
-                Some(opts.1.as_str()),
-            )
-            .map_err(io::Error::from)
-        }
-        Some((upper, work)) => {
-            let opts = overlay_options(&lowers, Some((upper, work)))?;
-            if let Some(dir) = &opts.0 {
-                std::env::set_current_dir(dir)?;
-            }
-            mount(
-                Some("overlay"),
-                target,
-                Some("overlay"),
-                MsFlags::empty(),
-                Some(opts.1.as_str()),
-            )
-            .map_err(io::Error::from)
+        rw => {
+            let flags = match rw {
+                Some(_) => MsFlags::empty(),
+                None => MsFlags::MS_RDONLY,
+            };
+            crate::overlay::mount(&lowers, rw, target, flags).map_err(io::Error::other)
         }
     }
-}
-
-/// The overlay option string. mount(2) takes at most a page of options, so
-/// when absolute paths are too long the thread `chdir`s into the parent
-/// common to all dirs (the snapshots dir) and passes relative paths.
-fn overlay_options(
-    lowers: &[PathBuf],
-    rw: Option<(&Path, &Path)>,
-) -> io::Result<(Option<PathBuf>, String)> {
-    let render = |f: &dyn Fn(&Path) -> String| {
-        let lower: Vec<String> = lowers.iter().map(|l| f(l)).collect();
-        let mut data = format!("lowerdir={}", lower.join(":"));
-        if let Some((u, w)) = rw {
-            // The layer writer cannot express redirect/metacopy upper dirs.
-            data.push_str(&format!(
-                ",upperdir={},workdir={},redirect_dir=off,metacopy=off",
-                f(u),
-                f(w)
-            ));
-        }
-        data
-    };
-    let abs = render(&|p: &Path| p.to_string_lossy().into_owned());
-    if abs.len() < 4000 {
-        return Ok((None, abs));
-    }
-    let mut base = lowers[0].clone();
-    while !lowers.iter().all(|l| l.starts_with(&base))
-        || rw.is_some_and(|(u, w)| !u.starts_with(&base) || !w.starts_with(&base))
-    {
-        if !base.pop() {
-            break;
-        }
-    }
-    let rel = render(&|p: &Path| {
-        p.strip_prefix(&base)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned()
-    });
-    if rel.len() >= 4000 {
-        return Err(io::Error::other(format!(
-            "too many layers for one overlay mount ({})",
-            lowers.len()
-        )));
-    }
-    Ok((Some(base), rel))
 }
 
 /// Go's `filepath.Match` for one path component (`*`, `?`, `[...]`, `\`).

@@ -99,21 +99,7 @@ pub fn assemble(
 
     // Our own history entries claim a layer each; steps whose layer came out
     // empty become empty_layer entries, as BuildKit does.
-    let mut chain = Vec::new();
-    let mut id = stage.output;
-    loop {
-        let v = graph.vertex(id);
-        if v.makes_layer() {
-            chain.push(id);
-        }
-        match (&v.op, v.inputs.first()) {
-            (rbuild_planner::Op::Image { .. } | rbuild_planner::Op::Scratch, _) | (_, None) => {
-                break
-            }
-            (_, Some(&parent)) => id = parent,
-        }
-    }
-    chain.reverse();
+    let chain = graph.target_layers();
     let created_s = rfc3339(created);
     let mut history = stage.history.clone();
     let mut steps = chain.iter();
@@ -170,7 +156,6 @@ pub fn assemble(
     let manifest_bytes =
         serde_json::to_vec(&manifest).map_err(|e| ExecError::invalid(e.to_string()))?;
     let manifest_digest = root.put_blob_bytes(&manifest_bytes)?;
-    root.sync()?;
     Ok(BuiltImage {
         manifest_digest,
         manifest_size: manifest_bytes.len() as u64,

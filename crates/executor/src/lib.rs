@@ -14,6 +14,8 @@ mod copy;
 pub mod error;
 pub mod fsops;
 pub mod image;
+mod merged;
+mod overlay;
 pub mod pull;
 pub mod sandbox;
 

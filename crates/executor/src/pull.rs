@@ -207,7 +207,7 @@ impl Puller {
         if let Some(rec) = self.root.get_key::<LayerRecord>(&key)? {
             if self
                 .root
-                .has_snapshot(rbuild_cache::SnapshotId(rec.snapshot))
+                .snapshot_intact(rbuild_cache::SnapshotId(rec.snapshot), Some(&rec.diff_id))?
             {
                 return Ok(rec);
             }

@@ -801,8 +801,12 @@ fn no_mounts_left(fx: &Fixture) -> TestResult {
         .filter(|l| l.contains(&upper) || l.contains("rbuild-step-"))
         .collect();
     check!(bad.is_empty(), "mounts left: {bad:?}");
-    // The overlay is gone: its upper dir can be mounted again at once.
-    fx.run_ok(&s.spec)?;
+    // The overlay is gone: its upper dir can be mounted again at once (with
+    // a fresh work dir: a `volatile` overlay marks its work dir as used).
+    let work = tempfile::tempdir_in(s.upper().parent().unwrap()).unwrap();
+    let mut again = s.spec.clone();
+    again.workdir = work.path().to_path_buf();
+    fx.run_ok(&again)?;
     Ok(())
 }
 

@@ -245,6 +245,26 @@ impl Graph {
         &self.stages[self.target]
     }
 
+    /// The layer-making vertices whose layers make up the target image's
+    /// filesystem (after its base image's), bottom first: the chain of first
+    /// inputs from the target stage's output down to its image or scratch.
+    pub fn target_layers(&self) -> Vec<NodeId> {
+        let mut chain = Vec::new();
+        let mut id = self.target_stage().output;
+        loop {
+            let v = self.vertex(id);
+            if v.makes_layer() {
+                chain.push(id);
+            }
+            match (&v.op, v.inputs.first()) {
+                (Op::Image { .. } | Op::Scratch, _) | (_, None) => break,
+                (_, Some(&parent)) => id = parent,
+            }
+        }
+        chain.reverse();
+        chain
+    }
+
     /// Vertices in an order where every input comes before its users.
     pub fn topological_order(&self) -> Vec<NodeId> {
         petgraph::algo::toposort(&self.dag, None).expect("the planner builds an acyclic graph")

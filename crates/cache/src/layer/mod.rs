@@ -246,7 +246,10 @@ impl Root {
     pub fn layer_source(&self, diff_id: &str) -> Result<Option<LayerSource>, CacheError> {
         let rec =
             self.get_key::<LayerSource>(&derived_key(&["rbuild-layer-source-v1", diff_id]))?;
-        Ok(rec.filter(|r| self.has_snapshot(r.snapshot)))
+        match rec {
+            Some(r) if self.snapshot_intact(r.snapshot, Some(diff_id))? => Ok(Some(r)),
+            _ => Ok(None),
+        }
     }
 
     /// Makes sure blob `digest` is in the content store: a layer known only

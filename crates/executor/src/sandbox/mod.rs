@@ -89,13 +89,13 @@
 //!   step outlives its intermediate if *that* process is SIGKILLed (rbuild
 //!   dying or cancelling is still covered, through the SIGTERM handler);
 //! * the overlay is mounted with `index=off,redirect_dir=off,metacopy=off`
-//!   (Linux ≥ 4.19) so that the upper dir is a plain layer.
+//!   so that the upper dir is a plain layer, and `volatile` (Linux ≥ 5.10);
+//!   see [`crate::overlay::WRITABLE`].
 
 mod caps;
 mod cgroup;
 mod child;
 mod error;
-mod overlay;
 mod parent;
 mod protocol;
 mod rootfs;

@@ -18,8 +18,8 @@ use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::sys::statvfs::{fstatvfs, FsFlags};
 use nix::unistd::{chdir, fchdir, pivot_root, symlinkat};
 
-use super::overlay;
 use super::protocol::Envelope;
+use crate::overlay;
 
 /// Called for every mount stub created on the overlay: (path relative to the
 /// rootfs, parent times).
@@ -560,7 +560,12 @@ pub(crate) fn prepare(env: &Envelope, stubs: StubSink) -> Result<PathBuf, String
     } else {
         spec.lowerdirs.clone()
     };
-    mount_overlay(&lowers, &spec.upperdir, &spec.workdir, &root_path)?;
+    overlay::mount(
+        &lowers,
+        Some((&spec.upperdir, &spec.workdir)),
+        &root_path,
+        MsFlags::MS_NODEV,
+    )?;
 
     let root = Root::open(&root_path)?;
     mount_proc(&root, stubs)?;
@@ -577,44 +582,6 @@ pub(crate) fn prepare(env: &Envelope, stubs: StubSink) -> Result<PathBuf, String
         bind(&root, &m.source, &m.target, m.readonly, target)?;
     }
     Ok(root.path)
-}
-
-fn mount_overlay(
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-) -> Result<(), String> {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    let page = if page > 0 { page as usize } else { 4096 };
-    // index/redirect_dir/metacopy off: the upper dir must be a plain layer
-    // (no redirect or metacopy xattrs, no index entries) because it becomes
-    // the layer as is.
-    let extra = ["index=off", "redirect_dir=off", "metacopy=off"];
-    let opts = overlay::options(lowers, upper, work, &extra, page - 1)?;
-    if let Some(dir) = &opts.chdir {
-        chdir(dir).map_err(|e| err(format!("chdir {}", dir.display()), e))?;
-    }
-    let r = mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        MsFlags::MS_NODEV,
-        Some(opts.data.as_str()),
-    );
-    let _ = chdir("/");
-    r.map_err(|e| {
-        let rel = opts
-            .chdir
-            .as_ref()
-            .map(|d| format!(" relative to {}", d.display()))
-            .unwrap_or_default();
-        format!(
-            "mounting overlay: {e} (options{rel}: {}); the kernel log may say more",
-            opts.data
-        )
-    })
 }
 
 /// pivot_root into `new_root` and detach the old root (runc's
