@@ -5,7 +5,7 @@
 //! ROOT/format                  "rbuild-root 1": refuses roots from a newer rbuild
 //! ROOT/blobs/sha256/<hex>      content store (read-only files, named by digest)
 //! ROOT/snapshots/<n>/fs        overlay-format layer dirs; <n>/work is the overlay workdir
-//! ROOT/snapshots/<n>/made-in-boot-<id>  the machine boot that wrote it
+//! ROOT/snapshots/<n>/made-in-boot-<id>  the machine boot that wrote it (`verified` once checked)
 //! ROOT/snapshots/.next         snapshot number counter (numbers are never reused)
 //! ROOT/keys/<hex>.json         key index: CacheKey → JSON record
 //! ROOT/store/                  OCI image layout; tags are ref.name annotations in

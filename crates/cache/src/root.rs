@@ -23,6 +23,8 @@ pub struct Root {
     /// This machine boot's id: snapshots are marked with the boot that made
     /// them (see [`Root::snapshot_intact`]).
     pub(crate) boot: std::sync::Arc<str>,
+    /// Snapshot numbers this process has reserved and not used yet.
+    pub(crate) snapshot_block: std::sync::Arc<std::sync::Mutex<std::ops::Range<u64>>>,
 }
 
 impl Root {
@@ -41,6 +43,7 @@ impl Root {
         let root = Root {
             path,
             boot: crate::snapshots::current_boot().into(),
+            snapshot_block: Default::default(),
         };
         for dir in ["blobs/sha256", "snapshots", "keys", "store", "tmp", "locks"] {
             mkdir_p(&root.path.join(dir))?;

@@ -3,7 +3,7 @@
 //! Names are short decimal numbers because snapshot paths are joined into
 //! overlayfs `lowerdir=` option strings, which the kernel limits to one page.
 //! Numbers are never reused (a persistent counter, `snapshots/.next`, only
-//! grows): a stale key record that still names a removed snapshot must find
+//! grows, reserved by each process in blocks): a stale key record that still names a removed snapshot must find
 //! nothing rather than some other layer's files.
 //!
 //! Layer data is never fsynced (a syncfs per step costs more than the step;
@@ -11,7 +11,8 @@
 //! `made-in-boot-<boot id>` naming the machine boot that wrote it: within
 //! that boot the page cache makes the files good whatever happens to the
 //! process, and after a reboot a snapshot is re-hashed against its diff_id
-//! once before anything builds on it ([`Root::snapshot_intact`]).
+//! once before anything builds on it ([`Root::snapshot_intact`]), after
+//! which an empty `verified` file marks it good.
 
 use std::fmt;
 use std::fs;
@@ -19,7 +20,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::error::IoContext;
-use crate::root::{fsync_dir, fsync_parent};
+use crate::root::fsync_parent;
 use crate::{CacheError, Root};
 
 /// Serialises snapshot numbering across processes.
@@ -27,6 +28,14 @@ const SNAPSHOTS_LOCK: &str = "rbuild.snapshots";
 
 /// Name prefix of the empty file that records which boot made a snapshot.
 const BOOT_MARK: &str = "made-in-boot-";
+
+/// The file that replaces the boot mark once a snapshot from an earlier
+/// boot has been checked against its diff_id.
+const VERIFIED_MARK: &str = "verified";
+
+/// How many snapshot numbers a process reserves at once (one durable
+/// counter update per block rather than per step).
+pub(crate) const SNAPSHOT_BLOCK: u64 = 64;
 
 /// The kernel's id for this boot of the machine (`"unknown"` without procfs,
 /// which makes every snapshot look current: no worse than no check).
@@ -59,47 +68,67 @@ impl Root {
     /// content, or an overlay upperdir) and `work/` (the overlay workdir,
     /// which must be on the same filesystem as the upperdir).
     ///
-    /// Numbering is atomic across threads and processes: the counter is
-    /// advanced under the `snapshots` lock and `mkdir` of the number is the
-    /// final arbiter (a dir that exists is skipped, never shared).
+    /// Numbers are reserved in blocks ([`SNAPSHOT_BLOCK`]) under the
+    /// `snapshots` lock, and the counter is durable before any number of a
+    /// block is used, so no number is handed out twice, even across a crash;
+    /// `mkdir` of the number is the final arbiter (a dir that exists is
+    /// skipped, never shared). Nothing else is fsynced here: a snapshot dir
+    /// or boot mark lost in a crash only makes [`Root::snapshot_intact`]
+    /// reject or re-check it.
     pub fn new_snapshot_dir(&self) -> Result<(SnapshotId, PathBuf), CacheError> {
         let snapshots = self.path().join("snapshots");
-        let counter = snapshots.join(".next");
-        let _guard = self.lock(SNAPSHOTS_LOCK)?;
-        let stored = match fs::read_to_string(&counter) {
-            Ok(s) => s.trim().parse::<u64>().ok(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(CacheError::io("read", counter, e)),
-        };
-        let mut n = match stored {
-            Some(n) => n,
-            // No (readable) counter: a new root, or one whose counter was
-            // lost. Start above everything on disk; only this case pays for
-            // a scan.
-            None => self.list_snapshots()?.last().map_or(1, |max| max.0 + 1),
-        };
-        let n = loop {
+        let dir = loop {
+            let n = self.next_snapshot_number()?;
             let dir = snapshots.join(n.to_string());
             match fs::create_dir(&dir) {
-                Ok(()) => break n,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => n += 1,
+                Ok(()) => break dir,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(CacheError::io("create dir", dir, e)),
             }
         };
-        // The counter is durable before the dir is handed out, so no later
-        // allocation can hand out `n` again even after a crash.
-        self.write_atomic(&counter, format!("{}\n", n + 1).as_bytes())?;
-        let id = SnapshotId(n);
-        let dir = snapshots.join(id.to_string());
         for sub in ["fs", "work"] {
             fs::create_dir(dir.join(sub)).ctx("create dir", dir.join(sub))?;
         }
-        // Only the name matters, so the dir fsync below makes the mark durable.
         let mark = dir.join(format!("{BOOT_MARK}{}", self.boot));
         fs::File::create(&mark).ctx("create", &mark)?;
-        fsync_dir(&dir)?;
-        fsync_parent(&dir)?;
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .map(SnapshotId)
+            .expect("snapshot dirs are named by number");
         Ok((id, dir.join("fs")))
+    }
+
+    /// The next number of this process's reserved block, reserving a new
+    /// block when it is used up.
+    fn next_snapshot_number(&self) -> Result<u64, CacheError> {
+        let mut block = self
+            .snapshot_block
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if block.start >= block.end {
+            let counter = self.path().join("snapshots").join(".next");
+            let _guard = self.lock(SNAPSHOTS_LOCK)?;
+            let stored = match fs::read_to_string(&counter) {
+                Ok(s) => s.trim().parse::<u64>().ok(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(CacheError::io("read", counter, e)),
+            };
+            let first = match stored {
+                Some(n) => n,
+                // No (readable) counter: a new root, or one whose counter
+                // was lost. Start above everything on disk; only this case
+                // pays for a scan.
+                None => self.list_snapshots()?.last().map_or(1, |max| max.0 + 1),
+            };
+            let end = first + SNAPSHOT_BLOCK;
+            self.write_atomic(&counter, format!("{end}\n").as_bytes())?;
+            *block = first..end;
+        }
+        let n = block.start;
+        block.start += 1;
+        Ok(n)
     }
 
     /// `ROOT/snapshots/<n>/fs`: the layer content (overlay lowerdir/upperdir).
@@ -126,11 +155,11 @@ impl Root {
     /// `diff_id`, for building on it or exporting it.
     ///
     /// A snapshot made during this boot is trusted as is. One made during an
-    /// earlier boot may have lost unsynced data in a machine crash, so it is
-    /// re-hashed once; when it matches `diff_id` its boot mark is removed
-    /// (what was just read back is on disk) and it is trusted from then on.
-    /// Without a `diff_id` to compare, such a snapshot is not trusted: the
-    /// caller rebuilds it.
+    /// earlier boot (or whose mark was lost) may have lost unsynced data in a
+    /// machine crash, so it is re-hashed once; when it matches `diff_id` it
+    /// is marked verified (what was just read back is on disk) and trusted
+    /// from then on. Without a `diff_id` to compare, such a snapshot is not
+    /// trusted: the caller rebuilds it.
     pub fn snapshot_intact(
         &self,
         id: SnapshotId,
@@ -145,25 +174,24 @@ impl Root {
         let mut marks = Vec::new();
         for entry in entries {
             let name = entry.ctx("read dir", &dir)?.file_name();
-            if let Some(boot) = name.to_str().and_then(|n| n.strip_prefix(BOOT_MARK)) {
-                if boot == &*self.boot {
-                    return Ok(self.snapshot_path(id).is_dir());
-                }
-                marks.push(dir.join(&name));
+            let name = name.to_string_lossy();
+            if name == VERIFIED_MARK || name.strip_prefix(BOOT_MARK) == Some(&*self.boot) {
+                return Ok(self.snapshot_path(id).is_dir());
             }
-        }
-        if marks.is_empty() {
-            return Ok(self.snapshot_path(id).is_dir());
+            if name.starts_with(BOOT_MARK) {
+                marks.push(dir.join(&*name));
+            }
         }
         let Some(expected) = diff_id.filter(|d| !d.is_empty()) else {
             return Ok(false);
         };
         match crate::write_layer_tar(&self.snapshot_path(id), io::sink()) {
             Ok((actual, _)) if actual == expected => {
+                let verified = dir.join(VERIFIED_MARK);
+                fs::File::create(&verified).ctx("create", &verified)?;
                 for m in marks {
                     fs::remove_file(&m).ctx("remove", &m)?;
                 }
-                fsync_dir(&dir)?;
                 Ok(true)
             }
             // Damaged (or unreadable): not usable; the caller makes a new one.
@@ -286,6 +314,12 @@ mod tests {
         // Verified once: trusted from then on, even in a third boot.
         let third = Root::open(dir.path()).unwrap().with_boot_id("boot-c");
         assert!(third.snapshot_intact(good, None).unwrap());
+        // A snapshot whose mark was lost counts as one from an earlier boot.
+        let (unmarked, r) = third.new_snapshot_dir().unwrap();
+        fs::write(r.join("f"), b"hello").unwrap();
+        fs::remove_file(r.parent().unwrap().join("made-in-boot-boot-c")).unwrap();
+        assert!(!third.snapshot_intact(unmarked, None).unwrap());
+        assert!(third.snapshot_intact(unmarked, Some(&diff_id)).unwrap());
         assert!(!third
             .snapshot_intact(SnapshotId(99), Some(&diff_id))
             .unwrap());
