@@ -950,3 +950,60 @@ fn layers_outside_the_target_are_hashed_when_an_image_needs_them() {
         .join(last.trim_start_matches("sha256:"))
         .exists());
 }
+
+#[test]
+fn context_copies_made_ahead_give_what_the_overlay_would() {
+    if !prerequisites(&["dpkg"]) {
+        return;
+    }
+    let (tmp, root) = root_with_busybox();
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "tree/top", "top\n");
+    write(&ctx, "tree/sub/new", "new\n");
+    // Three context COPYs, all copied before the RUN below them finishes:
+    // one lands through a symlink and one merges into an existing dir (both
+    // redone through the overlay), one goes into an existing dir of its own
+    // mode (kept).
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM bb:1\n\
+         RUN sleep 0.3 && mkdir -p /real /data/sub /app && ln -s /real /link && echo old > /data/sub/old && chmod 700 /app\n\
+         COPY tree/ /link/\n\
+         COPY tree/ /data/\n\
+         COPY tree /app\n\
+         RUN ls /real /data/sub /app && stat -c '%a %u' /app /app/top && cat /app/sub/new\n",
+    );
+    let out = ok(rbuild(&root, &["-t", "staged:1", "."], &ctx));
+    let log = String::from_utf8_lossy(&out.stderr);
+    let step = log
+        .lines()
+        .find(|l| l.contains(" RUN ls /real"))
+        .and_then(|l| l.split(' ').next())
+        .expect("the RUN step's progress line");
+    let output: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix(step).and_then(|r| r.strip_prefix(' ')))
+        .filter(|l| !l.starts_with("RUN ") && !l.starts_with("DONE "))
+        .collect();
+    assert_eq!(
+        output,
+        [
+            "/app:",
+            "sub",
+            "top",
+            "",
+            "/data/sub:",
+            "new",
+            "old",
+            "",
+            "/real:",
+            "sub",
+            "top",
+            "700 0",
+            "644 0",
+            "new"
+        ],
+        "{log}"
+    );
+}

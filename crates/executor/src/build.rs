@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use crate::error::{ExecError, ExecErrorKind};
 use crate::pull::Puller;
 use crate::sandbox::{self, BindMount, StepSpec};
+use crate::staged::Staged;
 
 /// One layer of a filesystem: the snapshot holding it unpacked and the blob
 /// holding it as a tar.
@@ -147,6 +148,7 @@ impl Executor {
             let permits = permits.clone();
             let commits = commits.clone();
             let in_image = image_layers.contains(&id);
+            let staged = self.start_staging(graph.vertex(id), &permits);
             let task = tokio::spawn(async move {
                 let results = futures_util::future::try_join_all(inputs).await?;
                 let vertex = g.vertex(id);
@@ -155,7 +157,7 @@ impl Executor {
                     commits: &commits,
                     in_image,
                 };
-                this.run_vertex(id, vertex, &results, step)
+                this.run_vertex(id, vertex, &results, step, staged)
                     .await
                     .map(Arc::new)
                     .map_err(|e| Arc::new(e.at(vertex.span, &vertex.description)))
@@ -217,6 +219,7 @@ impl Executor {
         vertex: &Vertex,
         inputs: &[Arc<VertexResult>],
         step: Step<'_>,
+        staged: Option<Staged>,
     ) -> Result<VertexResult, ExecError> {
         let n = id.index();
         let parent = || inputs.first().map(|r| r.layers.clone()).unwrap_or_default();
@@ -282,6 +285,40 @@ impl Executor {
                 }
             }
         }
+        if let (Some(staged), Op::Copy(op)) = (staged, &vertex.op) {
+            // Dropping `staged` on the cache-hit path above discards it.
+            let start = Instant::now();
+            if let Some(snap) = staged.take().await {
+                let lowers = self.lowerdirs(&layers);
+                let staged_dir = self.root.snapshot_path(snap);
+                let dest = op.dest.clone();
+                let adopted = tokio::task::spawn_blocking(move || {
+                    crate::copy::adopt_staged(&lowers, &staged_dir, &dest)
+                })
+                .await
+                .map_err(|e| ExecError::invalid(format!("copy task failed: {e}")))?;
+                if matches!(adopted, Ok(true)) {
+                    (self.progress)(Event::Started {
+                        vertex: n,
+                        description: vertex.description.clone(),
+                    });
+                    let made_layer = self.commit_layer(snap, key, step)?;
+                    (self.progress)(Event::Done {
+                        vertex: n,
+                        seconds: start.elapsed().as_secs_f64(),
+                    });
+                    if made_layer {
+                        layers.push(LayerRef::unhashed(snap));
+                    }
+                    return Ok(VertexResult {
+                        layers,
+                        made_layer,
+                        cached: false,
+                    });
+                }
+                self.root.remove_snapshot(snap)?;
+            }
+        }
         let _permit = step
             .permits
             .acquire()
@@ -317,6 +354,30 @@ impl Executor {
             made_layer,
             cached: false,
         })
+    }
+
+    /// Starts copying build-context files for a COPY vertex before its
+    /// parent is built (see [`crate::staged`]), unless it is likely cached.
+    fn start_staging(&self, vertex: &Vertex, permits: &Arc<Semaphore>) -> Option<Staged> {
+        let Op::Copy(op) = &vertex.op else {
+            return None;
+        };
+        let CopyFrom::Context { name, .. } = &op.from else {
+            return None;
+        };
+        if !crate::copy::may_stage(op) {
+            return None;
+        }
+        if !self.no_cache
+            && matches!(
+                self.root.get_key::<StepRecord>(vertex.key.as_str()),
+                Ok(Some(_))
+            )
+        {
+            return None;
+        }
+        let context = self.contexts.get(name)?.clone();
+        Some(Staged::start(&self.root, op, context, permits.clone()))
     }
 
     /// Turns a finished snapshot into a layer; an empty snapshot makes none

@@ -96,6 +96,114 @@ impl MkdirJob {
     }
 }
 
+/// The conditions of [`CopyJob::stageable`] that the op alone decides.
+pub(crate) fn may_stage(op: &CopyOp) -> bool {
+    let numeric_owner = |c: &str| {
+        let (u, g) = c.split_once(':').unwrap_or((c, "0"));
+        u.parse::<u32>().is_ok() && g.parse::<u32>().is_ok()
+    };
+    matches!(op.from, CopyFrom::Context { .. })
+        && !op.add
+        && !op.parents
+        && op.inline.is_empty()
+        && !op.sources.iter().any(|s| is_url(s))
+        && op.chown.as_deref().is_none_or(numeric_owner)
+}
+
+/// Decides whether the staged COPY layer in `staged` (see
+/// [`CopyJob::run_staged`]) is exactly what the COPY into `dest` gives on top
+/// of `lowers` (topmost first), and if so makes it so: directories on the
+/// way to `dest` that exist below get their owner and mode from there (and
+/// their times, above the one the copy adds entries to), as an overlay
+/// copy-up would have given them. It is not when anything on the way is not
+/// a directory below, or when `dest` exists below and already has one of
+/// the names the copy makes: then the caller discards the staged layer and
+/// copies through the overlay.
+pub(crate) fn adopt_staged(
+    lowers: &[PathBuf],
+    staged: &Path,
+    dest: &str,
+) -> Result<bool, ExecError> {
+    use std::os::unix::fs::MetadataExt;
+    let read = io_err("reading the layers below");
+    let parts: Vec<&str> = dest
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Ok(false);
+    }
+    // (path below the root, metadata below) of each existing directory.
+    let mut existing: Vec<(String, std::fs::Metadata)> = Vec::new();
+    let mut dir = if lowers.is_empty() {
+        None
+    } else {
+        crate::merged::open_dir(lowers, Path::new("/")).map_err(&read)?
+    };
+    let mut rel = String::new();
+    for part in &parts {
+        let Some(d) = &dir else { break };
+        match d.lookup(std::ffi::OsStr::new(part)).map_err(&read)? {
+            crate::merged::Lookup::Missing => {
+                dir = None;
+            }
+            crate::merged::Lookup::Dir(sub, meta) => {
+                rel = if rel.is_empty() {
+                    part.to_string()
+                } else {
+                    format!("{rel}/{part}")
+                };
+                existing.push((rel.clone(), meta));
+                dir = Some(sub);
+            }
+            crate::merged::Lookup::Other => return Ok(false),
+        }
+    }
+    if let Some(d) = &dir {
+        // `dest` itself exists below: the copy merges into it, which is only
+        // the staged result when none of its names are there yet.
+        let made = staged.join(parts.join("/"));
+        let mut names = std::fs::read_dir(&made)
+            .map_err(io_err("reading the staged layer"))?
+            .peekable();
+        if names.peek().is_none() {
+            // Nothing copied: through the overlay that makes no layer at all.
+            return Ok(false);
+        }
+        for e in names {
+            let name = e.map_err(io_err("reading the staged layer"))?.file_name();
+            if !matches!(
+                d.lookup(&name).map_err(&read)?,
+                crate::merged::Lookup::Missing
+            ) {
+                return Ok(false);
+            }
+        }
+    }
+    let deepest = existing.len();
+    for (i, (rel, meta)) in existing.iter().enumerate() {
+        let path = staged.join(rel);
+        std::os::unix::fs::lchown(&path, Some(meta.uid()), Some(meta.gid()))
+            .map_err(io_err("copying up a directory"))?;
+        std::fs::set_permissions(
+            &path,
+            std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777),
+        )
+        .map_err(io_err("copying up a directory"))?;
+        // The directory the copy creates entries in keeps the time that
+        // gave it; the ones above keep theirs from below.
+        if i + 1 < deepest {
+            let times = std::fs::FileTimes::new()
+                .set_accessed(meta.accessed().map_err(&read)?)
+                .set_modified(meta.modified().map_err(&read)?);
+            std::fs::File::open(&path)
+                .and_then(|f| f.set_times(times))
+                .map_err(io_err("copying up a directory"))?;
+        }
+    }
+    Ok(true)
+}
+
 /// One thing to copy: a host path (trusted: the context or a mounted view)
 /// and the name it gets.
 struct Item {
@@ -123,6 +231,44 @@ impl CopyJob {
                 .map_err(|e| io::Error::other(e.to_string()))
         });
         result.map_err(|e| ExecError::invalid(e.to_string()))
+    }
+
+    /// Whether this COPY can be staged: run before the filesystem below it
+    /// exists, straight into its empty snapshot dir, and adopted later if
+    /// [`adopt_staged`] finds that the filesystem below does not change the
+    /// result. True for COPY (not ADD) of build-context files, without
+    /// `--parents`, with no `--chown` or a numeric one (a name needs the
+    /// image's /etc/passwd), whose destination is a directory whatever is
+    /// below: it ends in `/`, or every source is a directory.
+    pub fn stageable(&self) -> bool {
+        let op = &self.op;
+        let Some(ctx) = &self.context else {
+            return false;
+        };
+        if !may_stage(op) {
+            return false;
+        }
+        if op.dest.ends_with('/') {
+            return true;
+        }
+        let Ok(selection) = ctx.select(&op.sources, &op.exclude) else {
+            return false;
+        };
+        selection.sources.iter().all(|m| {
+            m.resolved.iter().all(|r| {
+                selection
+                    .files
+                    .iter()
+                    .any(|f| &f.path == r && f.kind == FileKind::Dir)
+            })
+        })
+    }
+
+    /// Runs a [`CopyJob::stageable`] copy into its snapshot dir as if that
+    /// were the whole filesystem: no mounts, nothing below.
+    pub fn run_staged(self) -> Result<(), ExecError> {
+        let root = RootDir::open(&self.upper).map_err(io_err("opening the snapshot"))?;
+        self.copy_into(&root, &self.upper, &self.upper)
     }
 
     fn copy_into(&self, root: &RootDir, src_view: &Path, mnt: &Path) -> Result<(), ExecError> {
@@ -767,4 +913,66 @@ pub(crate) async fn download_urls(
         out.insert(url.clone(), path);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::adopt_staged;
+    use std::fs;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    use std::path::Path;
+
+    fn mode(p: &Path) -> u32 {
+        p.metadata().unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn staged_copy_takes_the_metadata_of_directories_below() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (lower, staged) = (tmp.path().join("lower"), tmp.path().join("staged"));
+        fs::create_dir_all(lower.join("a/b/other")).unwrap();
+        fs::set_permissions(lower.join("a"), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(lower.join("a/b"), fs::Permissions::from_mode(0o750)).unwrap();
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        fs::File::open(lower.join("a"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        fs::create_dir_all(staged.join("a/b/c")).unwrap();
+        fs::write(staged.join("a/b/c/f"), "new").unwrap();
+
+        assert!(adopt_staged(std::slice::from_ref(&lower), &staged, "/a/b/c/").unwrap());
+        assert_eq!(mode(&staged.join("a")), 0o700);
+        assert_eq!(mode(&staged.join("a/b")), 0o750);
+        assert_eq!(mode(&staged.join("a/b/c")), 0o755, "made by the copy");
+        // /a keeps its time from below; /a/b got an entry, so it is "now".
+        assert_eq!(staged.join("a").metadata().unwrap().mtime(), 1_000_000_000);
+        assert!(staged.join("a/b").metadata().unwrap().mtime() > 1_000_000_000);
+    }
+
+    #[test]
+    fn staged_copy_is_refused_when_below_would_change_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (lower, staged) = (tmp.path().join("lower"), tmp.path().join("staged"));
+        fs::create_dir_all(lower.join("real")).unwrap();
+        symlink("real", lower.join("link")).unwrap();
+        fs::create_dir_all(lower.join("data/sub")).unwrap();
+        fs::write(lower.join("file"), "").unwrap();
+        for d in ["link/x", "data/sub", "data/new", "file/x", "empty"] {
+            fs::create_dir_all(staged.join(d)).unwrap();
+        }
+        let lowers = [lower];
+        // Through a symlink, or a file, below: the copy would go elsewhere.
+        assert!(!adopt_staged(&lowers, &staged, "/link/").unwrap());
+        assert!(!adopt_staged(&lowers, &staged, "/file/x/").unwrap());
+        // Into an existing dir that has one of the copied names: it merges.
+        assert!(!adopt_staged(&lowers, &staged, "/data/").unwrap());
+        // Nothing copied into an existing dir: no layer at all through the overlay.
+        fs::create_dir_all(lowers[0].join("empty")).unwrap();
+        assert!(!adopt_staged(&lowers, &staged, "/empty").unwrap());
+        // Fresh names into an existing dir, or onto nothing, are fine.
+        fs::remove_dir_all(staged.join("data/sub")).unwrap();
+        assert!(adopt_staged(&lowers, &staged, "/data/").unwrap());
+        assert!(adopt_staged(&[], &staged, "/link/").unwrap());
+    }
 }

@@ -18,6 +18,7 @@ mod merged;
 mod overlay;
 pub mod pull;
 pub mod sandbox;
+mod staged;
 
 pub use build::{Event, Executor, LayerRef, Progress, VertexResult};
 pub use error::{ExecError, ExecErrorKind};

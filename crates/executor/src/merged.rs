@@ -35,6 +35,16 @@ pub(crate) struct Entry {
     is_dir: bool,
 }
 
+/// What a name is in a merged directory.
+pub(crate) enum Lookup {
+    /// Not there (or deleted by a whiteout).
+    Missing,
+    /// A directory, with the metadata of its topmost instance.
+    Dir(Dir, std::fs::Metadata),
+    /// Anything else (a file, a symlink, a device...).
+    Other,
+}
+
 /// Directory `rel` of the merged view of `lowers`; `None` when it is not a
 /// directory there (missing, deleted, or hidden by a non-directory).
 pub(crate) fn open_dir(lowers: &[PathBuf], rel: &Path) -> io::Result<Option<Dir>> {
@@ -84,6 +94,29 @@ impl Dir {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// What `name` is in this directory.
+    pub(crate) fn lookup(&self, name: &OsStr) -> io::Result<Lookup> {
+        for (i, layer) in self.layers.iter().enumerate() {
+            let meta = match fsops::fd_path(layer).join(name).symlink_metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let ft = meta.file_type();
+            return Ok(if ft.is_dir() {
+                match self.child(name, i)? {
+                    Some(d) => Lookup::Dir(d, meta),
+                    None => Lookup::Other,
+                }
+            } else if ft.is_char_device() && meta.rdev() == 0 {
+                Lookup::Missing
+            } else {
+                Lookup::Other
+            });
+        }
+        Ok(Lookup::Missing)
     }
 
     /// Directory `name`, looked up from layer `from` down: `None` unless the
