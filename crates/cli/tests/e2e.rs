@@ -790,6 +790,23 @@ fn run_mounts_bind_from_stages_and_context_and_cache() {
     );
 }
 
+/// The output lines of the step whose instruction starts with `instruction`,
+/// from a build's progress log (`#N <line>`).
+fn step_output<'a>(log: &'a str, instruction: &str) -> Vec<&'a str> {
+    let step = log
+        .lines()
+        .find(|l| {
+            l.split_once(' ')
+                .is_some_and(|(_, rest)| rest.starts_with(instruction))
+        })
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no progress line for {instruction:?} in:\n{log}"));
+    log.lines()
+        .filter_map(|l| l.strip_prefix(step).and_then(|r| r.strip_prefix(' ')))
+        .filter(|l| !l.starts_with("RUN ") && !l.starts_with("DONE "))
+        .collect()
+}
+
 /// Every `<root>/snapshots/*/fs/<rel>` as (path, link count, content).
 fn snapshot_files(root: &Path, rel: &str) -> Vec<(PathBuf, u64, String)> {
     use std::os::unix::fs::MetadataExt;
@@ -870,16 +887,7 @@ fn copy_from_a_stage_links_whole_directories_like_a_copy() {
     );
     let out = ok(rbuild(&root, &["-t", "dirlinks:1", "."], &ctx));
     let log = String::from_utf8_lossy(&out.stderr);
-    let step = log
-        .lines()
-        .find(|l| l.contains(" RUN cd /app"))
-        .and_then(|l| l.split(' ').next())
-        .expect("the RUN step's progress line");
-    let output: Vec<&str> = log
-        .lines()
-        .filter_map(|l| l.strip_prefix(step).and_then(|r| r.strip_prefix(' ')))
-        .filter(|l| !l.starts_with("RUN ") && !l.starts_with("DONE "))
-        .collect();
+    let output = step_output(&log, "RUN cd /app");
     // Exactly the merged source (no `a`, deleted in its second layer), the
     // old file kept, modes and the symlink as they were.
     assert_eq!(
@@ -976,16 +984,7 @@ fn context_copies_made_ahead_give_what_the_overlay_would() {
     );
     let out = ok(rbuild(&root, &["-t", "staged:1", "."], &ctx));
     let log = String::from_utf8_lossy(&out.stderr);
-    let step = log
-        .lines()
-        .find(|l| l.contains(" RUN ls /real"))
-        .and_then(|l| l.split(' ').next())
-        .expect("the RUN step's progress line");
-    let output: Vec<&str> = log
-        .lines()
-        .filter_map(|l| l.strip_prefix(step).and_then(|r| r.strip_prefix(' ')))
-        .filter(|l| !l.starts_with("RUN ") && !l.starts_with("DONE "))
-        .collect();
+    let output = step_output(&log, "RUN ls /real");
     assert_eq!(
         output,
         [

@@ -285,61 +285,42 @@ impl Executor {
                 }
             }
         }
-        if let (Some(staged), Op::Copy(op)) = (staged, &vertex.op) {
-            // Dropping `staged` on the cache-hit path above discards it.
-            let start = Instant::now();
-            if let Some(snap) = staged.take().await {
-                let lowers = self.lowerdirs(&layers);
-                let staged_dir = self.root.snapshot_path(snap);
-                let dest = op.dest.clone();
-                let adopted = tokio::task::spawn_blocking(move || {
-                    crate::copy::adopt_staged(&lowers, &staged_dir, &dest)
-                })
-                .await
-                .map_err(|e| ExecError::invalid(format!("copy task failed: {e}")))?;
-                if matches!(adopted, Ok(true)) {
-                    (self.progress)(Event::Started {
-                        vertex: n,
-                        description: vertex.description.clone(),
-                    });
-                    let made_layer = self.commit_layer(snap, key, step)?;
-                    (self.progress)(Event::Done {
-                        vertex: n,
-                        seconds: start.elapsed().as_secs_f64(),
-                    });
-                    if made_layer {
-                        layers.push(LayerRef::unhashed(snap));
-                    }
-                    return Ok(VertexResult {
-                        layers,
-                        made_layer,
-                        cached: false,
-                    });
-                }
-                self.root.remove_snapshot(snap)?;
-            }
-        }
-        let _permit = step
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| ExecError::invalid("scheduler closed"))?;
+        // Dropping `staged` on the cache-hit path above discarded it.
+        let adopted = match (staged, &vertex.op) {
+            (Some(staged), Op::Copy(op)) => self.adopt_staged(staged, op, &layers).await?,
+            _ => None,
+        };
+        let _permit = match adopted {
+            Some(_) => None,
+            None => Some(
+                step.permits
+                    .acquire()
+                    .await
+                    .map_err(|_| ExecError::invalid("scheduler closed"))?,
+            ),
+        };
         (self.progress)(Event::Started {
             vertex: n,
             description: vertex.description.clone(),
         });
         let start = Instant::now();
-        let (snap, _) = self.root.new_snapshot_dir()?;
-        let outcome = match &vertex.op {
-            Op::Exec(op) => self.exec(n, op, &layers, inputs, snap).await,
-            Op::Copy(op) => self.copy(op, &layers, inputs, snap).await,
-            Op::Mkdir(op) => self.mkdir(op, &layers, snap).await,
-            _ => unreachable!(),
+        let snap = match adopted {
+            Some(snap) => snap,
+            None => {
+                let (snap, _) = self.root.new_snapshot_dir()?;
+                let outcome = match &vertex.op {
+                    Op::Exec(op) => self.exec(n, op, &layers, inputs, snap).await,
+                    Op::Copy(op) => self.copy(op, &layers, inputs, snap).await,
+                    Op::Mkdir(op) => self.mkdir(op, &layers, snap).await,
+                    _ => unreachable!(),
+                };
+                if let Err(e) = outcome {
+                    let _ = self.root.remove_snapshot(snap);
+                    return Err(e);
+                }
+                snap
+            }
         };
-        if let Err(e) = outcome {
-            let _ = self.root.remove_snapshot(snap);
-            return Err(e);
-        }
         let made_layer = self.commit_layer(snap, key, step)?;
         (self.progress)(Event::Done {
             vertex: n,
@@ -354,6 +335,32 @@ impl Executor {
             made_layer,
             cached: false,
         })
+    }
+
+    /// The staged snapshot of a COPY, if staging made one and it is what
+    /// the COPY gives on top of `layers`; otherwise it is removed.
+    async fn adopt_staged(
+        &self,
+        staged: Staged,
+        op: &CopyOp,
+        layers: &[LayerRef],
+    ) -> Result<Option<SnapshotId>, ExecError> {
+        let Some(snap) = staged.take().await else {
+            return Ok(None);
+        };
+        let lowers = self.lowerdirs(layers);
+        let staged_dir = self.root.snapshot_path(snap);
+        let dest = op.dest.clone();
+        let adopted = tokio::task::spawn_blocking(move || {
+            crate::copy::adopt_staged(&lowers, &staged_dir, &dest)
+        })
+        .await
+        .map_err(|e| ExecError::invalid(format!("copy task failed: {e}")))?;
+        if matches!(adopted, Ok(true)) {
+            return Ok(Some(snap));
+        }
+        self.root.remove_snapshot(snap)?;
+        Ok(None)
     }
 
     /// Starts copying build-context files for a COPY vertex before its
