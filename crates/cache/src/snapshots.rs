@@ -146,11 +146,6 @@ impl Root {
         self.path().join("snapshots").join(id.to_string())
     }
 
-    /// Whether the snapshot dir exists.
-    pub fn has_snapshot(&self, id: SnapshotId) -> bool {
-        self.snapshot_path(id).is_dir()
-    }
-
     /// Whether snapshot `id` exists and can be trusted to hold the layer
     /// `diff_id`, for building on it or exporting it.
     ///
@@ -279,7 +274,7 @@ mod tests {
         assert_eq!(pa, root.path().join("snapshots/1/fs"));
         fs::write(pb.join("file"), b"x").unwrap();
         root.remove_snapshot(b).unwrap();
-        assert!(!root.has_snapshot(b));
+        assert!(!root.snapshot_path(b).exists());
         assert_eq!(root.list_snapshots().unwrap(), vec![a]);
         // Removed numbers are not handed out again.
         let (c, _) = root.new_snapshot_dir().unwrap();

@@ -636,7 +636,7 @@ impl CopyJob {
         else {
             return Ok(false);
         };
-        let Some(backing) = fsops::backing_file(lowers, &rel)? else {
+        let Some(backing) = crate::merged::open_file(lowers, &rel)? else {
             return Ok(false);
         };
         let b = nix::sys::stat::fstat(&backing).map_err(io::Error::from)?;

@@ -480,6 +480,11 @@ pub(crate) fn link_named(
     })
 }
 
+/// Opens `name` in `dir` as an `O_PATH` descriptor, not following a symlink.
+pub(crate) fn open_file_path_at(dir: &OwnedFd, name: &[u8]) -> io::Result<OwnedFd> {
+    open_in_root(dir.as_raw_fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0)
+}
+
 /// Opens directory `name` in `dir`, not following a symlink.
 pub(crate) fn open_dir_at(dir: &OwnedFd, name: &[u8]) -> io::Result<OwnedFd> {
     open_in_root(
@@ -533,54 +538,6 @@ pub(crate) fn is_opaque(dir: &OwnedFd) -> bool {
     // SAFETY: valid fd, NUL-terminated name, 1-byte buffer.
     let n = unsafe { libc::fgetxattr(dir.as_raw_fd(), attr.as_ptr(), v.as_mut_ptr().cast(), 1) };
     n == 1 && v[0] == b'y'
-}
-
-/// The regular file that backs `rel` in an overlay of `lowers` (topmost
-/// first), opened `O_PATH`; `None` whenever overlay rules (whiteouts, opaque
-/// directories, non-directories hiding what is below them) leave any doubt.
-pub fn backing_file(lowers: &[PathBuf], rel: &Path) -> io::Result<Option<OwnedFd>> {
-    let mut parts = Vec::new();
-    for c in rel.components() {
-        match c {
-            std::path::Component::Normal(p) => parts.push(p.as_bytes().to_vec()),
-            std::path::Component::RootDir | std::path::Component::CurDir => {}
-            _ => return Ok(None),
-        }
-    }
-    let Some((last, dirs)) = parts.split_last() else {
-        return Ok(None);
-    };
-    'layers: for layer in lowers {
-        let Ok(mut cur) = open_dir_abs(layer) else {
-            return Ok(None);
-        };
-        let mut opaque = false;
-        for d in dirs {
-            match file_type_at(&cur, d)? {
-                None if opaque => return Ok(None),
-                None => continue 'layers,
-                Some(libc::S_IFDIR) => {
-                    cur = open_in_root(
-                        cur.as_raw_fd(),
-                        d,
-                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                        0,
-                    )?;
-                    opaque |= is_opaque(&cur);
-                }
-                Some(_) => return Ok(None),
-            }
-        }
-        match file_type_at(&cur, last)? {
-            Some(libc::S_IFREG) => {
-                return open_in_root(cur.as_raw_fd(), last, libc::O_PATH | libc::O_NOFOLLOW, 0)
-                    .map(Some)
-            }
-            None if !opaque => continue,
-            _ => return Ok(None),
-        }
-    }
-    Ok(None)
 }
 
 /// The upper dir's own directory for the merged directory `merged` (at

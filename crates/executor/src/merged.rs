@@ -35,6 +35,28 @@ pub(crate) struct Entry {
     is_dir: bool,
 }
 
+/// The regular file at `rel` in the merged view of `lowers`, opened
+/// `O_PATH` in the layer that provides it; `None` when `rel` is anything
+/// else there (missing, deleted, a directory, a symlink...).
+pub(crate) fn open_file(lowers: &[PathBuf], rel: &Path) -> io::Result<Option<OwnedFd>> {
+    let (Some(name), Some(parent)) = (rel.file_name(), rel.parent()) else {
+        return Ok(None);
+    };
+    let Some(dir) = open_dir(lowers, parent)? else {
+        return Ok(None);
+    };
+    for layer in &dir.layers {
+        match fsops::file_type_at(layer, name.as_bytes())? {
+            None => continue,
+            Some(libc::S_IFREG) => {
+                return fsops::open_file_path_at(layer, name.as_bytes()).map(Some)
+            }
+            Some(_) => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
 /// What a name is in a merged directory.
 pub(crate) enum Lookup {
     /// Not there (or deleted by a whiteout).
@@ -274,6 +296,16 @@ mod tests {
         assert!(open_dir(&lowers, Path::new("d/gone")).unwrap().is_none());
         assert!(open_dir(&lowers, Path::new("d/a")).unwrap().is_none());
         assert!(open_dir(&lowers, Path::new("nowhere")).unwrap().is_none());
+        // Files: the topmost regular file, nothing for anything else.
+        let a = open_file(&lowers, Path::new("d/a")).unwrap().unwrap();
+        let target = fs::read_link(fsops::fd_path(&a)).unwrap();
+        assert_eq!(target, lowers[1].join("d/a"));
+        for other in ["d/b", "d/e", "d/sub", "d/gone/y", "d/sub/x"] {
+            assert!(
+                open_file(&lowers, Path::new(other)).unwrap().is_none(),
+                "{other}"
+            );
+        }
     }
 
     #[test]
